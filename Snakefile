@@ -1,0 +1,44 @@
+# lossatlas: the five papers' experiments and figures as one DAG.
+# The top level stays cheap (it is re-parsed inside every cluster job): config validation and the run grid
+# are plain Python (lossatlas.config); nothing here imports torch or numpy.
+import sys
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
+
+from lossatlas.config import ConfigError, validate_config
+
+# With --configfile, that file is the whole config (paper scale does not merge into the default study).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+try:
+    validate_config(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/universality.smk"
+include: "rules/consistency.smk"
+include: "rules/normalized_loss.smk"
+include: "rules/loss_patterns.smk"
+include: "rules/embedding.smk"
+
+
+localrules:
+    all_figures,
+
+
+rule all_figures:
+    input:
+        FIGURES,
+    default_target: True

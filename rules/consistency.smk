@@ -1,0 +1,1 @@
+# Rules of the consistency study (figures are appended to FIGURES).

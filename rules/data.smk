@@ -1,0 +1,71 @@
+# Datasets: raw downloads (local rule: compute nodes often have no internet), sources built into the one
+# HDF5 schema, and derivations (one rule, one parent each), all documented in lossatlas/datasets.py.
+
+
+def _source_inputs(wc):
+    source = DATASETS[wc.name]["source"]
+    return {"raw": f"data/raw/{source}"} if source in DOWNLOADED_SOURCES else {}
+
+
+def _derive_inputs(wc):
+    spec = DATASETS[wc.name]
+    inputs = {"parent": dataset_h5(spec["derive_from"])}
+    if "index_file" in spec:
+        inputs["index_file"] = spec["index_file"]
+    return inputs
+
+
+localrules:
+    download_dataset,
+
+
+rule download_dataset:
+    output:
+        directory("data/raw/{source}"),
+    params:
+        mirror=lambda wc: config["download"]["mirrors"].get(wc.source),
+    log:
+        "results/logs/data/download_{source}.log",
+    wildcard_constraints:
+        source=_alternation(DOWNLOADED_SOURCES),
+    script:
+        "../workflow_scripts/download_dataset.py"
+
+
+rule prepare_dataset:
+    input:
+        unpack(_source_inputs),
+    output:
+        "data/{name}.h5",
+    params:
+        spec=lambda wc: jsonable(DATASETS[wc.name]),
+        imagenet_dir=lambda wc: config["imagenet_dir"] if DATASETS[wc.name]["source"] == "imagenet" else None,
+        code=source_hash(f"{LIB}/datasets.py"),
+    log:
+        "results/logs/data/prepare_{name}.log",
+    wildcard_constraints:
+        name=_alternation(SOURCE_DATASETS),
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow_scripts/prepare_dataset.py"
+
+
+rule derive_dataset:
+    input:
+        unpack(_derive_inputs),
+    output:
+        "data/{name}.h5",
+    params:
+        spec=lambda wc: jsonable(DATASETS[wc.name]),
+        code=source_hash(f"{LIB}/datasets.py"),
+    log:
+        "results/logs/data/derive_{name}.log",
+    wildcard_constraints:
+        name=_alternation(DERIVED_DATASETS),
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow_scripts/derive_dataset.py"

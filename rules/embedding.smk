@@ -1,0 +1,1 @@
+# Rules of the embedding study (figures are appended to FIGURES).

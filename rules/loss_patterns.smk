@@ -1,0 +1,1 @@
+# Rules of the loss_patterns study (figures are appended to FIGURES).

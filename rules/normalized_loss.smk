@@ -1,0 +1,1 @@
+# Rules of the normalized_loss study (figures are appended to FIGURES).

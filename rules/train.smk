@@ -1,0 +1,53 @@
+# Training and evaluation: one job per seed block of one configuration (lossatlas/training.py,
+# lossatlas/evaluation.py). Training code edits do not retrain (use --forcerun train); metric code edits
+# re-evaluate, because evaluation's params carry a hash of the metric code.
+
+RUN_PATTERN = "results/runs/{study}/{recipe}/{dataset}/{arch}/{optimizer}/{loss}/{block}"
+
+
+def _train_inputs(wc):
+    run = run_of_wildcards(wc)
+    inputs = {"dataset": dataset_h5(run.dataset)}
+    pretrain = run.spec.get("pretrain")
+    if pretrain:
+        inputs["pretrain"] = dataset_h5(pretrain["dataset"])
+    if run.spec["optimizer"]["lr"] == "probe":
+        inputs["lr"] = f"results/lr_probe/{run.study}/{run.recipe}/{run.dataset}/{run.arch}/{run.optimizer}/{run.loss}.json"
+    return inputs
+
+
+rule train:
+    input:
+        unpack(_train_inputs),
+    output:
+        checkpoints=f"{RUN_PATTERN}/checkpoints.h5",
+    params:
+        spec=lambda wc: jsonable(run_of_wildcards(wc).spec),
+        work_dir=lambda wc: f"{run_of_wildcards(wc).dir}/_work",
+    log:
+        f"results/logs/{RUN_PATTERN}/train.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow_scripts/train.py"
+
+
+rule evaluate:
+    input:
+        checkpoints=f"{RUN_PATTERN}/checkpoints.h5",
+        dataset=lambda wc: dataset_h5(wc.dataset),
+    output:
+        metrics=f"{RUN_PATTERN}/metrics.h5",
+    params:
+        spec=lambda wc: jsonable(run_of_wildcards(wc).spec),
+        code=source_hash(f"{LIB}/metrics.py") + source_hash(f"{LIB}/evaluation.py"),
+    log:
+        f"results/logs/{RUN_PATTERN}/evaluate.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow_scripts/evaluate.py"

@@ -1,0 +1,1 @@
+# Rules of the universality study (figures are appended to FIGURES).

@@ -1,0 +1,44 @@
+"""What every rule's entry script does before calling its one library function."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def setup(snakemake, threads: int | None = None) -> logging.Logger:
+    """Send logging to the rule's log file (and stderr) and pin the thread count the rule declared.
+
+    Oversubscription on small machines is severe (two processes fighting for two cores run far slower
+    than half speed), so torch and the BLAS libraries get exactly ``threads`` threads.
+    """
+    threads = int(threads if threads is not None else getattr(snakemake, "threads", 1) or 1)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules or _torch_wanted():
+        import torch
+
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set in this process
+            pass
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    logs = list(getattr(snakemake, "log", []) or [])
+    if logs:
+        Path(logs[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logs[0], mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers,
+                        force=True)
+    return logging.getLogger(f"lossatlas.{getattr(snakemake, 'rule', 'job')}")
+
+
+def _torch_wanted() -> bool:
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("torch") is not None
+    except ValueError:
+        return False

@@ -121,6 +121,9 @@ def reference_errors(config: dict) -> list[str]:
 
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     """Validate, fill defaults, check references; raise one ConfigError listing every problem by key path."""
+    for section in ("datasets", "architectures", "optimizers", "studies"):
+        if section in config and config[section] is None:  # a section holding only comments
+            config[section] = {}
     problems = schema_errors(config, schema_path)
     if not problems:
         apply_defaults(config, schema_path)

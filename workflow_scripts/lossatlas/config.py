@@ -38,30 +38,40 @@ def _key_path(parts) -> str:
     return out or "<top level>"
 
 
-def _load_schema(path: Path = SCHEMA_PATH):
+def _inline_refs(node, base: Path):
+    """Replace every relative-file ``$ref`` by the referenced schema, recursively.
+
+    One self-contained schema lets the default-filling validator reach nested files (jsonschema's
+    ``validators.extend`` hooks are not applied behind a ``$ref``).
+    """
     import yaml
-    from referencing import Registry, Resource
 
-    def retrieve(uri: str) -> Resource:
-        from urllib.parse import urlparse
-        from urllib.request import url2pathname
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            target = (base / ref).resolve()
+            with open(target) as fh:
+                sub = yaml.safe_load(fh)
+            sub.pop("$schema", None)
+            return _inline_refs(sub, target.parent)
+        return {k: _inline_refs(v, base) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, base) for v in node]
+    return node
 
-        with open(url2pathname(urlparse(uri).path)) as fh:
-            return Resource.from_contents(yaml.safe_load(fh))
+
+def _load_schema(path: Path = SCHEMA_PATH) -> dict:
+    import yaml
 
     with open(path) as fh:
-        schema = yaml.safe_load(fh)
-    schema["$id"] = path.resolve().as_uri()
-    registry = Registry(retrieve=retrieve).with_resource(schema["$id"], Resource.from_contents(schema))
-    return schema, registry
+        return _inline_refs(yaml.safe_load(fh), path.parent)
 
 
 def schema_errors(config: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
     """All JSON-schema violations of ``config`` as ``key.path: message`` lines (no defaults applied)."""
     from jsonschema import Draft202012Validator
 
-    schema, registry = _load_schema(schema_path)
-    validator = Draft202012Validator(schema, registry=registry)
+    validator = Draft202012Validator(_load_schema(schema_path))
     lines = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         where = _key_path(err.absolute_path)
@@ -76,7 +86,7 @@ def apply_defaults(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     """Fill schema defaults into ``config`` in place (what snakemake's validate() also does)."""
     from jsonschema import Draft202012Validator, validators
 
-    schema, registry = _load_schema(schema_path)
+    schema = _load_schema(schema_path)
     base = Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
 
@@ -88,7 +98,7 @@ def apply_defaults(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
         yield from validate_properties(validator, properties, instance, sub)
 
     filler = validators.extend(base, {"properties": set_defaults})
-    for _ in filler(schema, registry=registry).iter_errors(config):
+    for _ in filler(schema).iter_errors(config):
         pass
     return config
 

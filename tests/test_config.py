@@ -1,0 +1,178 @@
+"""Config validation: every mistake is reported by key path before any job runs."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+
+import pytest
+import yaml
+
+from lossatlas.config import (
+    ConfigError,
+    expand_runs,
+    seed_block_name,
+    seed_blocks,
+    source_hash,
+    validate_config,
+)
+
+from .conftest import REPO
+
+
+def base_config() -> dict:
+    return {
+        "datasets": {"digits": {"source": "digits", "test_fraction": 0.3}},
+        "architectures": {"fc1": {"model": "mlp", "hidden": []}, "mlp8": {"model": "mlp", "hidden": [8]}},
+        "optimizers": {"sgd": {"name": "sgd", "lr": 0.1}},
+        "studies": {
+            "universality": {
+                "recipes": {
+                    "main": {
+                        "datasets": ["digits"],
+                        "architectures": ["fc1", "mlp8"],
+                        "optimizers": ["sgd"],
+                        "losses": ["ce", "mse_softmax"],
+                        "seeds": [0, 1, 2],
+                        "block_size": 2,
+                    }
+                }
+            }
+        },
+    }
+
+
+def problems_of(cfg: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    return str(err.value)
+
+
+def test_valid_config_gets_defaults():
+    cfg = validate_config(base_config())
+    assert cfg["device"] == "auto"
+    assert cfg["threads"] == 1
+    recipe = cfg["studies"]["universality"]["recipes"]["main"]
+    assert recipe["epochs"] == 10 and recipe["batch_size"] == 64
+
+
+def test_unknown_key_is_named():
+    cfg = base_config()
+    cfg["studies"]["universality"]["recipes"]["main"]["epoch"] = 5
+    msg = problems_of(cfg)
+    assert "studies.universality.recipes.main" in msg and "epoch" in msg
+
+
+def test_negative_learning_rate_is_named():
+    cfg = base_config()
+    cfg["optimizers"]["sgd"]["lr"] = -0.1
+    assert "optimizers.sgd.lr" in problems_of(cfg)
+
+
+def test_undefined_architecture_is_named():
+    cfg = base_config()
+    cfg["studies"]["universality"]["recipes"]["main"]["architectures"].append("resnet9000")
+    msg = problems_of(cfg)
+    assert "studies.universality.recipes.main.architectures[2]" in msg and "resnet9000" in msg
+
+
+def test_undefined_dataset_parent_is_named():
+    cfg = base_config()
+    cfg["datasets"]["rl"] = {"derive_from": "nope", "derivation": "random_labels"}
+    assert "datasets.rl.derive_from" in problems_of(cfg)
+
+
+def test_duplicate_seeds_rejected():
+    cfg = base_config()
+    cfg["studies"]["universality"]["recipes"]["main"]["seeds"] = [0, 0]
+    assert "studies.universality.recipes.main.seeds" in problems_of(cfg)
+
+
+def test_wrong_type_is_named():
+    cfg = base_config()
+    cfg["threads"] = "two"
+    assert "threads" in problems_of(cfg)
+
+
+def test_unknown_study_rejected():
+    cfg = base_config()
+    cfg["studies"]["astrology"] = {}
+    assert "astrology" in problems_of(cfg)
+
+
+def test_every_problem_listed_at_once():
+    cfg = base_config()
+    cfg["optimizers"]["sgd"]["lr"] = -1
+    cfg["threads"] = 0
+    msg = problems_of(cfg)
+    assert "optimizers.sgd.lr" in msg and "threads" in msg
+
+
+def test_grid_expansion_blocks_and_paths():
+    cfg = validate_config(base_config())
+    runs = expand_runs(cfg)
+    # 2 archs x 2 losses x 2 seed blocks ([0, 1], [2])
+    assert len(runs) == 8
+    assert {r.block for r in runs} == {"s0-1", "s2"}
+    run = runs[0]
+    assert run.dir == "results/runs/universality/main/digits/fc1/sgd/ce/s0-1"
+    assert run.spec["architecture"] == {"name": "fc1", "model": "mlp", "hidden": []}
+    assert run.spec["seeds"] == [0, 1]
+    assert "datasets" not in run.spec and "seeds" in run.spec
+
+
+def test_run_spec_only_holds_what_the_run_uses():
+    cfg = validate_config(base_config())
+    before = {r.dir: r.spec for r in expand_runs(cfg)}
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["architectures"]["mlp8"]["hidden"] = [16]
+    after = {r.dir: r.spec for r in expand_runs(cfg2)}
+    changed = sorted(d for d in before if before[d] != after[d])
+    assert changed and all("/mlp8/" in d for d in changed)
+
+
+def test_seed_block_names():
+    assert seed_block_name([0, 1, 2]) == "s0-2"
+    assert seed_block_name([4]) == "s4"
+    assert seed_block_name([1, 5, 9]) == "s1_5_9"
+    assert seed_blocks([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
+
+
+def test_source_hash_tracks_one_function(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("def a():\n    return 1\n\n\ndef b():\n    return 2\n")
+    ha, hb = source_hash(src, "a"), source_hash(src, "b")
+    src.write_text("def a():\n    return 1\n\n\ndef b():\n    return 3\n")
+    assert source_hash(src, "a") == ha and source_hash(src, "b") != hb
+    with pytest.raises(ConfigError):
+        source_hash(src, "missing")
+
+
+def test_default_config_is_valid():
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["optimizers"]["sgd"].__setitem__("lr", -0.5), "optimizers.sgd.lr"),
+        (lambda c: c.__setitem__("thread", 2), "thread"),
+        (
+            lambda c: c["studies"]["universality"]["recipes"]["main"]["architectures"].append("nonet"),
+            "nonet",
+        ),
+    ],
+)
+def test_snakemake_refuses_bad_config_before_any_job(tmp_path, snakemake_bin, mutate, key):
+    cfg = validate_config(base_config())
+    mutate(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [snakemake_bin, "-n", "--configfile", str(path), "--directory", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert key in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()

@@ -28,8 +28,8 @@ rule train:
         f"results/logs/{RUN_PATTERN}/train.log",
     threads: config["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wc: run_cost(config, run_of_wildcards(wc).spec).mem_mb,
+        runtime=lambda wc: run_cost(config, run_of_wildcards(wc).spec).runtime_minutes,
     script:
         "../workflow_scripts/train.py"
 
@@ -47,7 +47,8 @@ rule evaluate:
         f"results/logs/{RUN_PATTERN}/evaluate.log",
     threads: config["threads"]
     resources:
-        mem_mb=4000,
-        runtime=30,
+        # Evaluation streams the checkpoints once over train and test: a fraction of training's cost.
+        mem_mb=lambda wc: run_cost(config, run_of_wildcards(wc).spec).mem_mb,
+        runtime=lambda wc: max(10, run_cost(config, run_of_wildcards(wc).spec).runtime_minutes // 3),
     script:
         "../workflow_scripts/evaluate.py"

@@ -1,0 +1,105 @@
+"""A small cost model for training jobs: GPU-hours, SLURM runtime and memory requests, audit estimates.
+
+Cheap on purpose (it runs inside the Snakefile at every start): no torch. The estimate is
+    seconds = 3 · forward FLOPs per example · examples seen / (peak FLOP/s · utilisation) + fixed start-up,
+with forward FLOPs from the architecture config and the dataset's input shape (MLPs exactly:
+2·Σ fan_in·fan_out; convolutional families from their published per-image multiply-adds at 32×32,
+scaled by the pixel count).
+``cost_model`` in the config calibrates it (utilisation per architecture family, measured from real timings).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Input shapes of the sources (C, H, W) or (D,); bundled sources as the datasets module stores them.
+SOURCE_SHAPES: dict[str, tuple[int, ...]] = {
+    "digits": (1, 8, 8),
+    "iris": (4,),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
+    "regression1d": (1,),
+}
+SOURCE_TRAIN_SIZES: dict[str, int] = {
+    "digits": 1797,
+    "iris": 150,
+    "cifar10": 50000,
+    "cifar100": 50000,
+    "mnist": 60000,
+    "fashion_mnist": 60000,
+}
+
+# Forward GFLOPs (2 × multiply-adds) per 32×32 image of the CIFAR variants, from the architectures' layer
+# lists (VGG: 0.15/0.31 GMACs; ResNet-18/50: 0.56/1.3 GMACs; DenseNet-121: 0.9 GMACs). Order of magnitude is
+# what matters for scheduling; calibrate with `cost_model.utilization`.
+CONV_GFLOPS_32 = {
+    "vgg11": 0.30,
+    "vgg16": 0.63,
+    "resnet18": 1.11,
+    "resnet50": 2.6,
+    "densenet121": 1.8,
+    "st_vgg": 0.08,
+    "mnist_arch": 0.024,
+    "conv3_firstbias": 0.02,
+    "conv5_bn": 0.04,
+    "mpo_cnn": 0.02,
+    "tiny_cnn": 0.002,
+    "tiny_resnet": 0.002,
+}
+
+
+@dataclass(frozen=True)
+class RunCost:
+    gpu_hours: float
+    runtime_minutes: int
+    mem_mb: int
+
+
+def dataset_shape(config: dict, name: str) -> tuple[tuple[int, ...], int]:
+    """(input shape, approximate train-set size) of a configured dataset, following derivations."""
+    spec = config["datasets"][name]
+    while "derive_from" in spec:
+        spec = config["datasets"][spec["derive_from"]]
+    source = spec["source"]
+    if source == "imagenet":
+        size = int(spec.get("image_size", 224))
+        n = int(spec.get("train_per_class", 1300)) * len(spec.get("wnids", [0] * 20))
+        return (3, size, size), n
+    if source in ("gaussian_mixture", "make_classification"):
+        return (int(spec.get("n_features", 20)),), int(spec.get("n_samples", 1000))
+    n = int(spec.get("n_train", SOURCE_TRAIN_SIZES.get(source, 1000)))
+    return SOURCE_SHAPES.get(source, (1,)), n
+
+
+def forward_flops(arch: dict, input_shape: tuple[int, ...], num_classes: int = 10) -> float:
+    """Forward FLOPs per example (see the module docstring for how each family is counted)."""
+    model = arch["model"]
+    if model == "mlp":
+        widths = [math.prod(input_shape), *arch.get("hidden", []), num_classes]
+        return 2.0 * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    key = model
+    if model in ("vgg", "resnet", "densenet"):
+        key = f"{model}{arch.get('depth', {'vgg': 11, 'resnet': 18, 'densenet': 121}[model])}"
+    per_32 = CONV_GFLOPS_32.get(key, 0.05) * 1e9
+    pixels = math.prod(input_shape[-2:]) if len(input_shape) == 3 else 1024
+    width = float(arch.get("width", 1.0)) if model == "vgg" else 1.0
+    return per_32 * (pixels / 1024.0) * width**2
+
+
+def run_cost(config: dict, spec: dict) -> RunCost:
+    """Estimated cost of one training job (all members of its seed block, all phases)."""
+    cm = config.get("cost_model", {}) or {}
+    shape, n_train = dataset_shape(config, spec["dataset"])
+    flops = forward_flops(spec["architecture"], shape)
+    epochs = int(spec.get("epochs", 10)) + int((spec.get("pretrain") or {}).get("epochs", 0))
+    examples = n_train * epochs * len(spec["seeds"])
+    family = spec["architecture"]["model"]
+    utilization = float(cm.get("utilization", {}).get(family, cm.get("default_utilization", 0.15)))
+    peak = float(cm.get("peak_tflops", 60.0)) * 1e12
+    seconds = 3.0 * flops * examples / (peak * utilization) + float(cm.get("startup_seconds", 60.0))
+    mem_mb = int(2000 + 4 * 4 * math.prod(shape) * n_train / 1e6)  # dataset held in memory, 4 bytes, ×4 slack
+    runtime = max(10, int(math.ceil(seconds * float(cm.get("runtime_safety", 3.0)) / 60.0)))
+    return RunCost(gpu_hours=seconds / 3600.0, runtime_minutes=runtime, mem_mb=mem_mb)

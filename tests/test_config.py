@@ -27,6 +27,12 @@ def base_config() -> dict:
         "optimizers": {"sgd": {"name": "sgd", "lr": 0.1}},
         "studies": {
             "universality": {
+                # The paper roles the universality figures select runs by (schemas/studies/universality).
+                "roles": {
+                    "cifar10": "digits", "imagenet20": "digits", "random_labels": "digits",
+                    "random_pixels": "digits", "sgd": "sgd", "sgdm": "sgd", "shallow": ["fc1"],
+                    "width_recipe": "main",
+                },
                 "recipes": {
                     "main": {
                         "datasets": ["digits"],

@@ -67,6 +67,16 @@ def _load_schema(path: Path = SCHEMA_PATH) -> dict:
         return _inline_refs(yaml.safe_load(fh), path.parent)
 
 
+def _branch_reasons(err) -> list[str]:
+    """One short reason per alternative of a failed oneOf/anyOf (instead of 'not valid under any')."""
+    by_branch: dict[int, list[str]] = {}
+    for sub in err.context:
+        inner = _key_path(sub.relative_path) if sub.relative_path else ""
+        text = f"{inner}: {sub.message}" if inner else sub.message
+        by_branch.setdefault(sub.schema_path[0], []).append(text)
+    return [", ".join(reasons) for _, reasons in sorted(by_branch.items())]
+
+
 def schema_errors(config: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
     """All JSON-schema violations of ``config`` as ``key.path: message`` lines (no defaults applied)."""
     from jsonschema import Draft202012Validator
@@ -78,6 +88,8 @@ def schema_errors(config: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
         msg = err.message
         if err.validator == "additionalProperties":
             msg = f"unknown key(s): {msg.split('(')[-1].rstrip(')')}" if "(" in msg else msg
+        elif err.validator in ("oneOf", "anyOf") and err.context:
+            msg = "must be one of these forms: " + "; or ".join(_branch_reasons(err))
         lines.append(f"{where}: {msg}")
     return lines
 

@@ -1,0 +1,585 @@
+"""Layerwise-normalised cross-entropy predicts test loss (Liao, Miranda, Banburski, Hidary, Poggio, *A Surprising
+Linear Relationship Predicts Test Performance in Deep Networks*; papers/normalized_loss_linear.txt, FIGURES.md §3).
+
+Pipeline of this paper:
+
+1. Runs (config): equal training loss, different test performance, reached by pretraining on labels corrupted at
+   fraction q (recipe key ``pretrain``), by a Gaussian initialisation of standard deviation σ (``init``), or by
+   training on random labels ("RL"). Each *experiment* of the study config groups the runs one family of
+   figures uses, and says how one checkpoint per member is selected.
+2. ``postprocess_experiment`` (one job per experiment): per member, select a snapshot (``select_checkpoints``),
+   rebuild it in float64, absorb batch-norm (``absorb_batchnorm``), normalise layerwise under each configured
+   norm (``normalise_layerwise``), and measure unnormalised / normalised CE and error on train and test, the
+   product of layer norms, and the max logits (Figs 19, 20). Output: ``points.csv`` (one row per member) and
+   ``max_logits.h5``.
+3. ``fit_table`` (one job): the OLS fits of every figure (``FIGURE_FITS``), with R², adjusted R², both RMSEs and
+   the (ln K, ln K) check, next to the paper's numbers; and the rank/linear correlations the figures without
+   fit statistics claim (``FIGURE_CORRELATIONS``).
+
+Choices where the paper is silent (also in FIGURES.md §3.3):
+- Bias handling in the normalisation. The paper's nets have "no biases apart from the input layer where the
+  bias is instantiated by one of the input dimensions being a constant" (§3.1), so the first layer is
+  normalised jointly with its bias: ρ₁ = ‖[W₁ | b₁]‖. Later layers (biases appear there after BN absorption)
+  use ρ_k = ‖W_k‖ and b̃_k = b_k / ∏_{j≤k} ρ_j, which makes f̃ = f / ∏_k ρ_k exactly for a ReLU net, so
+  every prediction is unchanged (Fig 4 bottom-right).
+- Norms: entrywise L_p over a layer's whole weight tensor (p = 2 is the Frobenius norm, conv kernels included),
+  divided by a configurable divisor: the L1 norm of Fig 13 "divided by 100" is ρ_k = ‖W_k‖₁ / 100.
+- Snapshot "closest to the reference training loss" (Fig 1) looks at the clean-training checkpoints only (not
+  the pretraining ones), with the training CE the evaluation stored per checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossatlas.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+
+# Experiments the figures read (the study config lists which runs each holds; see the study schema).
+EXPERIMENT_FIGURES = {
+    "bn_corruption": ("fig01", "fig04"),
+    "bn_init": ("fig02", "fig05"),
+    "bn_corruption_many_classes": ("fig09", "fig11"),
+    "bn_init_many_classes": ("fig10", "fig12"),
+    "conv3_corruption": ("fig03", "fig13", "fig17"),
+    "conv3_natural": ("fig06", "fig15", "fig16"),
+    "conv3_stop": ("fig14", "fig18"),
+    "conv3_wide_init": ("fig07", "fig08", "fig19", "fig20"),
+}
+
+# Every fit a figure shows: (figure, panel, experiment, x column, y column, point set, the paper's numbers).
+# Point sets: "natural" = natural-label runs only, "all" = natural plus random-label (RL) runs.
+_P = dict  # the paper's numbers for one fit
+FIGURE_FITS: list[dict[str, Any]] = [
+    dict(figure="fig03", panel="left (normalised)", experiment="conv3_corruption", x="train_ce_fro",
+         y="test_ce_fro", points="natural",
+         paper=_P(slope=0.836, intercept=0.377, r2=0.9998, adj_r2=0.9998, rmse=4.7651e-5)),
+    dict(figure="fig03", panel="right (unnormalised)", experiment="conv3_corruption", x="train_ce", y="test_ce",
+         points="natural", paper=None),
+    dict(figure="fig04", panel="top-left (unnormalised)", experiment="bn_corruption", x="train_ce", y="test_ce",
+         points="natural", paper=None),
+    dict(figure="fig04", panel="bottom-left (normalised)", experiment="bn_corruption", x="train_ce_fro",
+         y="test_ce_fro", points="natural", paper=None),
+    dict(figure="fig04", panel="bottom-left (normalised, with RL)", experiment="bn_corruption", x="train_ce_fro",
+         y="test_ce_fro", points="all", paper=None),
+    dict(figure="fig05", panel="top-left (unnormalised)", experiment="bn_init", x="train_ce", y="test_ce",
+         points="natural", paper=None),
+    dict(figure="fig05", panel="bottom-left (normalised)", experiment="bn_init", x="train_ce_fro",
+         y="test_ce_fro", points="natural", paper=None),
+    dict(figure="fig05", panel="bottom-left (normalised, with RL)", experiment="bn_init", x="train_ce_fro",
+         y="test_ce_fro", points="all", paper=None),
+    dict(figure="fig06", panel="left (unnormalised)", experiment="conv3_natural", x="train_ce", y="test_ce",
+         points="all", paper=None),
+    dict(figure="fig06", panel="right (normalised, 0 and RL)", experiment="conv3_natural", x="train_ce_fro",
+         y="test_ce_fro", points="all",
+         paper=_P(slope=0.9642, intercept=0.0844, r2=0.9999, adj_r2=0.9999, rmse=6.9797e-5)),
+    dict(figure="fig07", panel="normalised", experiment="conv3_wide_init", x="train_ce_fro", y="test_ce_fro",
+         points="natural", paper=_P(slope=1.0075, intercept=-0.0174, r2=1.0, adj_r2=1.0, rmse=9.1093e-4)),
+    dict(figure="fig08", panel="normalised, with RL", experiment="conv3_wide_init", x="train_ce_fro",
+         y="test_ce_fro", points="all",
+         paper=_P(slope=1.0083, intercept=-0.0191, r2=1.0, adj_r2=1.0, rmse=9.1093e-5)),
+    dict(figure="fig11", panel="top-left (unnormalised)", experiment="bn_corruption_many_classes", x="train_ce",
+         y="test_ce", points="natural", paper=None),
+    dict(figure="fig11", panel="bottom-left (normalised)", experiment="bn_corruption_many_classes",
+         x="train_ce_fro", y="test_ce_fro", points="natural", paper=None),
+    dict(figure="fig11", panel="bottom-left (normalised, with RL)", experiment="bn_corruption_many_classes",
+         x="train_ce_fro", y="test_ce_fro", points="all", paper=None),
+    dict(figure="fig12", panel="top-left (unnormalised)", experiment="bn_init_many_classes", x="train_ce",
+         y="test_ce", points="natural", paper=None),
+    dict(figure="fig12", panel="bottom-left (normalised)", experiment="bn_init_many_classes", x="train_ce_fro",
+         y="test_ce_fro", points="natural", paper=None),
+    dict(figure="fig12", panel="bottom-left (normalised, with RL)", experiment="bn_init_many_classes",
+         x="train_ce_fro", y="test_ce_fro", points="all", paper=None),
+    dict(figure="fig13", panel="test loss (L1/100)", experiment="conv3_corruption", x="train_ce_l1",
+         y="test_ce_l1", points="natural",
+         paper=_P(slope=0.8358, intercept=0.3783, r2=0.9998, adj_r2=0.9998, rmse=5.6567e-5)),
+    dict(figure="fig14", panel="test loss (normalised)", experiment="conv3_stop", x="train_ce_fro",
+         y="test_ce_fro", points="natural", paper=None),
+    dict(figure="fig15", panel="left (normalised)", experiment="conv3_natural", x="train_ce_fro", y="test_ce_fro",
+         points="natural",
+         paper=_P(slope=0.8117, intercept=0.4333, r2=0.9660, adj_r2=0.9592, rmse=6.3624e-5)),
+    dict(figure="fig15", panel="right (unnormalised)", experiment="conv3_natural", x="train_ce", y="test_ce",
+         points="natural", paper=None),
+    dict(figure="fig16", panel="normalised, 0 and RL", experiment="conv3_natural", x="train_ce_fro",
+         y="test_ce_fro", points="all",
+         paper=_P(slope=0.9642, intercept=0.0844, r2=0.9999, adj_r2=0.9999, rmse=6.9797e-5)),
+    dict(figure="fig17", panel="normalised, corruption and RL", experiment="conv3_corruption", x="train_ce_fro",
+         y="test_ce_fro", points="all",
+         paper=_P(slope=0.8789, intercept=0.2795, r2=0.9721, adj_r2=0.9721, rmse=5.8304e-4)),
+]
+
+# Claims without fit statistics: (figure, experiment, x, y, point set, claim).
+FIGURE_CORRELATIONS: list[dict[str, Any]] = [
+    dict(figure="fig01", experiment="bn_corruption", x="q", y="test_ce", points="natural",
+         claim="more corruption -> higher test loss at equal training loss"),
+    dict(figure="fig01", experiment="bn_corruption", x="q", y="test_err", points="natural",
+         claim="more corruption -> higher test error"),
+    dict(figure="fig02", experiment="bn_init", x="sigma", y="test_ce", points="natural",
+         claim="larger init std -> higher test loss"),
+    dict(figure="fig02", experiment="bn_init", x="sigma", y="test_err", points="natural",
+         claim="larger init std -> higher test error"),
+    dict(figure="fig04", experiment="bn_corruption", x="product_fro", y="test_ce", points="natural",
+         claim="positive correlation of the product of L2 norms with the test loss"),
+    dict(figure="fig05", experiment="bn_init", x="product_fro", y="test_ce", points="natural",
+         claim="positive correlation of the product of L2 norms with the test loss"),
+    dict(figure="fig09", experiment="bn_corruption_many_classes", x="q", y="test_ce", points="natural",
+         claim="as Fig 1 with more classes"),
+    dict(figure="fig10", experiment="bn_init_many_classes", x="sigma", y="test_ce", points="natural",
+         claim="as Fig 2 with more classes"),
+    dict(figure="fig18", experiment="conv3_stop", x="product_fro", y="test_err", points="natural",
+         claim="higher product norm -> higher test error"),
+]
+
+
+# ------------------------------------------------------------------------------------------------ formulas
+
+
+def ols_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Ordinary least squares y = a·x + b with the statistics the paper prints (MATLAB ``fitlm`` style).
+
+    SSE = Σ (y_i − a x_i − b)², SST = Σ (y_i − ȳ)², R² = 1 − SSE/SST, adjusted R² = 1 − (1 − R²)(n − 1)/(n − 2),
+    RMSE = √(SSE / (n − 2)) (n − p − 1 degrees of freedom, p = 1 regressor), and beside it √(SSE / n)
+    (FIGURES.md §3.3). Statistics that need more points than given are NaN.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(x)
+    out = dict(n=n, slope=math.nan, intercept=math.nan, r2=math.nan, adj_r2=math.nan, rmse=math.nan,
+               rmse_n=math.nan, sse=math.nan)
+    if n < 2 or np.ptp(x) == 0:
+        return out
+    xm, ym = x.mean(), y.mean()
+    a = float(np.sum((x - xm) * (y - ym)) / np.sum((x - xm) ** 2))
+    b = float(ym - a * xm)
+    sse = float(np.sum((y - a * x - b) ** 2))
+    sst = float(np.sum((y - ym) ** 2))
+    out.update(slope=a, intercept=b, sse=sse, rmse_n=math.sqrt(sse / n))
+    if sst > 0:
+        out["r2"] = 1.0 - sse / sst
+    if n > 2:
+        out["rmse"] = math.sqrt(sse / (n - 2))
+        if sst > 0:
+            out["adj_r2"] = 1.0 - (1.0 - out["r2"]) * (n - 1) / (n - 2)
+    return out
+
+
+def fixed_point_gap(slope: float, intercept: float, num_classes: int) -> float:
+    """a·ln K + b − ln K: how far the fitted line passes from (ln K, ln K), the loss of an all-zero output.
+
+    Normalised outputs are ≈ 0, so both normalised losses are ≈ ln K (normalized_loss_linear.txt App. F); a line
+    through that point has b = ln K·(1 − a) (FIGURES.md §3.3 derived check).
+    """
+    return slope * math.log(num_classes) + intercept - math.log(num_classes)
+
+
+def psi_exponential(x: np.ndarray | float) -> np.ndarray:
+    """ψ(x) = 1 − √(1 − x²), 0 ≤ x ≤ 1: the ψ-transform of the exponential loss (normalized_loss_linear.txt §3.2,
+    Eq. 4: ψ(R(f) − R*) ≤ R_ℓ(f) − R_ℓ*)."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.any((x < 0) | (x > 1)):
+        raise ValueError("psi_exponential: x must lie in [0, 1]")
+    return 1.0 - np.sqrt(1.0 - x**2)
+
+
+def psi_overlay(ce: np.ndarray, err: np.ndarray, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """The ψ curve placed over an (normalised CE, error) scatter: x ↦ e₀ + (e₁ − e₀)·ψ((x − x₀)/(x₁ − x₀)).
+
+    The paper only says the shape of ψ is "quite similar" to the error-vs-normalised-loss relation (§3.2), so the
+    overlay maps ψ's unit square onto the points' range (x₀, x₁ = min/max CE; e₀, e₁ = the errors of those two
+    points): a visual comparison of shape, not a fit.
+    """
+    ce = np.asarray(ce, dtype=np.float64)
+    err = np.asarray(err, dtype=np.float64)
+    i0, i1 = int(np.argmin(ce)), int(np.argmax(ce))
+    xs = np.linspace(ce[i0], ce[i1], n)
+    span = ce[i1] - ce[i0]
+    u = (xs - ce[i0]) / span if span > 0 else np.zeros_like(xs)
+    return xs, err[i0] + (err[i1] - err[i0]) * psi_exponential(np.clip(u, 0.0, 1.0))
+
+
+def select_checkpoints(train_ce: np.ndarray, valid: np.ndarray, epochs: np.ndarray, mode: str,
+                       reference: float | None = None, first_epoch: float = 0.0) -> np.ndarray:
+    """One checkpoint index per member.
+
+    ``train_ce``, ``valid``: (M, C); ``epochs``: (C,). Modes:
+    - ``reference``: among valid checkpoints at epoch > ``first_epoch`` (clean training, after pretraining),
+      argmin_e |L_train(θ_e) − reference| (normalized_loss_linear.txt Fig 1: "we pick a network that is closest
+      to an arbitrarily … chosen reference training loss (0.006 here)");
+    - ``final``: the last valid checkpoint (runs trained for a fixed number of epochs, Figs 3, 6, 7; and runs
+      stopped by ``stop_at_train_loss``, Figs 14, 18, whose last valid checkpoint is the stopping point).
+    Raises if a member has no eligible checkpoint.
+    """
+    train_ce = np.asarray(train_ce, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool) & np.isfinite(train_ce)
+    epochs = np.asarray(epochs, dtype=np.float64)
+    chosen = np.empty(train_ce.shape[0], dtype=np.int64)
+    for m in range(train_ce.shape[0]):
+        if mode == "final":
+            ok = np.flatnonzero(valid[m])
+            if len(ok) == 0:
+                raise ValueError(f"member {m}: no valid checkpoint")
+            chosen[m] = ok[-1]
+        elif mode == "reference":
+            if reference is None:
+                raise ValueError("selection 'reference' needs a reference training loss")
+            ok = np.flatnonzero(valid[m] & (epochs > first_epoch))
+            if len(ok) == 0:
+                raise ValueError(f"member {m}: no valid checkpoint after epoch {first_epoch}")
+            chosen[m] = ok[np.argmin(np.abs(train_ce[m, ok] - reference))]
+        else:
+            raise ValueError(f"unknown snapshot selection {mode!r} (reference | final)")
+    return chosen
+
+
+# ------------------------------------------------------------------------------- network post-processing
+
+
+def _affine_and_bn_layers(model):
+    """(affine layer, its BN or None) pairs in forward (= registration) order; Linear and Conv layers only."""
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.conv import _ConvNd
+
+    pairs: list[list] = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, _ConvNd)):
+            pairs.append([module, None])
+        elif isinstance(module, _BatchNorm):
+            if not pairs or pairs[-1][1] is not None:
+                raise ValueError(f"{type(module).__name__} without a preceding Linear/Conv layer: cannot absorb it")
+            pairs[-1][1] = module
+    return pairs
+
+
+def absorb_batchnorm(model):
+    """A float64 copy of ``model`` in eval mode with every BatchNorm folded into the layer before it.
+
+    Per output channel c with eval statistics (normalized_loss_linear.txt Fig 1 caption; FIGURES.md §3.3):
+    s_c = γ_c / √(σ²_c + ε), W'_c = s_c W_c, b'_c = s_c (b_c − μ_c) + β_c; the BN module becomes Identity.
+    Assumes BN directly follows its Linear/Conv layer in registration order (true for every model of this study:
+    mlp, conv3_firstbias, conv5_bn); the caller checks that outputs are unchanged.
+    """
+    import torch
+    from torch import nn
+
+    net = copy.deepcopy(model).double().eval()
+    for layer, bn in _affine_and_bn_layers(net):
+        if bn is None:
+            continue
+        if not bn.track_running_stats or bn.running_mean is None:
+            raise ValueError("BatchNorm without running statistics cannot be absorbed (eval mode needs them)")
+        with torch.no_grad():
+            scale = 1.0 / torch.sqrt(bn.running_var + bn.eps)
+            shift = -bn.running_mean * scale
+            if bn.affine:
+                shift = shift * bn.weight + bn.bias
+                scale = scale * bn.weight
+            shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+            old_bias = layer.bias if layer.bias is not None else torch.zeros_like(scale)
+            layer.weight.mul_(scale.reshape(shape))
+            new_bias = scale * old_bias + shift
+            if layer.bias is None:
+                layer.bias = nn.Parameter(new_bias)
+            else:
+                layer.bias.copy_(new_bias)
+        _replace_module(net, bn, nn.Identity())
+    return net
+
+
+def _replace_module(root, old, new) -> None:
+    for parent in root.modules():
+        for name, child in parent.named_children():
+            if child is old:
+                setattr(parent, name, new)
+                return
+    raise ValueError("module to replace not found")
+
+
+def lp_norm(tensor, p: float) -> float:
+    """Entrywise L_p norm (Σ |w|^p)^(1/p) of a whole tensor (p = 2: Frobenius; p = inf: max |w|)."""
+    import torch
+
+    t = tensor.detach().double().flatten()
+    if math.isinf(p):
+        return float(t.abs().max())
+    return float(torch.linalg.vector_norm(t, ord=p))
+
+
+def normalise_layerwise(model, p: float = 2.0, divisor: float = 1.0, first_bias_in_norm: bool = True):
+    """Layerwise normalisation W_k = ρ_k W̃_k (normalized_loss_linear.txt §3.1, Eq. 1) of a BN-free net.
+
+    ρ_k = ‖W_k‖_p / divisor (entrywise; divisor 100 for Fig 13's "L1 norm (divided by 100)"); the first layer's
+    bias counts as the weight of a constant input, ρ₁ = ‖[W₁ | b₁]‖_p / divisor (``first_bias_in_norm``);
+    later biases b̃_k = b_k / ∏_{j≤k} ρ_j. For a positively homogeneous (ReLU) net this gives
+    f̃(x) = f(x) / ∏_k ρ_k exactly, so predictions are unchanged. Returns (normalised float64 copy, [ρ_k]).
+    """
+    import torch
+
+    net = copy.deepcopy(model).double().eval()
+    pairs = _affine_and_bn_layers(net)
+    if any(bn is not None for _, bn in pairs):
+        raise ValueError("normalise_layerwise needs a BN-free net: call absorb_batchnorm first")
+    rhos: list[float] = []
+    cumulative = 1.0
+    with torch.no_grad():
+        for k, (layer, _) in enumerate(pairs):
+            if k == 0 and first_bias_in_norm and layer.bias is not None:
+                flat = torch.cat([layer.weight.flatten(), layer.bias.flatten()])
+            else:
+                flat = layer.weight
+            rho = lp_norm(flat, p) / divisor
+            if not rho > 0:
+                raise ValueError(f"layer {k} has zero norm: cannot normalise")
+            cumulative *= rho
+            layer.weight.div_(rho)
+            if layer.bias is not None:
+                layer.bias.div_(cumulative)
+            rhos.append(rho)
+    return net, rhos
+
+
+def forward_logits(model, x: np.ndarray, device: str = "cpu", batch_size: int = 1024) -> np.ndarray:
+    """Logits of ``model`` (already float64, eval mode) on ``x``, in float64, as a numpy array."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(np.asarray(x[i : i + batch_size], dtype=np.float64), device=device)
+            out.append(model(xb).double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean multi-class cross-entropy −(1/n) Σ_n log softmax(f(x_n))_{y_n} (float64, log-sum-exp stable)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def error_rate(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, axis=1) != y))
+
+
+# ------------------------------------------------------------------------------------------- experiments
+
+
+def point_label(spec: dict, dataset_specs: dict[str, dict]) -> dict[str, Any]:
+    """What a run is in the paper's figures: kind (natural | RL), corruption q and init σ.
+
+    RL = trained on a ``random_labels`` dataset. q = the ``corrupt_labels`` fraction of the pretraining set (1 for
+    a ``random_labels`` pretraining set, 0 for clean or no pretraining). σ = the Gaussian init std (NaN for
+    another scheme).
+    """
+    ds = dataset_specs[spec["dataset"]]
+    kind = "RL" if ds.get("derivation") == "random_labels" else "natural"
+    q = 0.0
+    pre = spec.get("pretrain")
+    if pre:
+        pre_spec = dataset_specs[pre["dataset"]]
+        if pre_spec.get("derivation") == "corrupt_labels":
+            q = float(pre_spec["fraction"])
+        elif pre_spec.get("derivation") == "random_labels":
+            q = 1.0
+    init = spec.get("init") or {}
+    sigma = float(init["std"]) if init.get("scheme") == "gaussian" and "std" in init else math.nan
+    return {"kind": kind, "q": q, "sigma": sigma}
+
+
+def _label_text(kind: str, q: float, sigma: float, label_by: str) -> str:
+    if kind == "RL":
+        return "RL"
+    if label_by == "corruption":
+        return f"{q:g}"
+    if label_by == "init":
+        return f"{sigma:g}" if not math.isnan(sigma) else "default"
+    return "0"
+
+
+def _resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, out_points: str | Path,
+                           out_logits: str | Path) -> None:
+    """Select, post-process and measure one snapshot per member of every run of one experiment.
+
+    ``runs``: one dict per seed block with keys ``recipe, dataset, arch, spec, checkpoints, metrics, data``
+    (paths), ``dataset_specs`` ({name: config entry} for its dataset and pretraining dataset).
+    ``settings``: ``selection`` (reference | final), ``reference_train_loss``, ``label_by``
+    (corruption | init | none), ``norms`` ([{name, p, divisor}], must include ``fro``),
+    ``first_bias_in_norm``, ``device``.
+    Writes ``out_points`` (CSV, one row per member; columns documented in ``POINT_COLUMNS``) and ``out_logits``
+    (HDF5: per point, the max logit of the unnormalised and the Frobenius-normalised net on every training
+    example, Figs 19/20).
+    """
+    import h5py
+    import pandas as pd
+
+    from lossatlas.datasets import load_dataset
+    from lossatlas.training import load_checkpoint_model
+
+    device = _resolve_device(settings.get("device", "auto"))
+    norms = settings["norms"]
+    if "fro" not in {n["name"] for n in norms}:
+        raise ValueError(f"studies.normalized_loss.norms must define 'fro' (the figures use it), got {norms}")
+    rows: list[dict[str, Any]] = []
+    max_logits: list[tuple[np.ndarray, np.ndarray]] = []
+    data_cache: dict[str, Any] = {}
+    for run in runs:
+        spec = run["spec"]
+        if run["data"] not in data_cache:
+            data_cache[run["data"]] = load_dataset(run["data"])
+        ds = data_cache[run["data"]]
+        xs = {s: ds.float_inputs(s) for s in SPLITS}
+        ys = {s: ds.split(s)[1] for s in SPLITS}
+        label = point_label(spec, run["dataset_specs"])
+        with h5py.File(run["metrics"], "r") as f:
+            members = [int(s) for s in f["members"][:]]
+            train_ce = f["train/summary/ce"][:]
+            valid = f["checkpoints/valid"][:]
+            epochs = f["checkpoints/epoch"][:]
+            diverged = f["status/diverged"][:] if "status/diverged" in f else np.zeros(len(members), bool)
+        first_epoch = float(spec["pretrain"]["epochs"]) if spec.get("pretrain") else 0.0
+        chosen = select_checkpoints(train_ce, valid, epochs, settings["selection"],
+                                    settings.get("reference_train_loss"), first_epoch)
+        for m, seed in enumerate(members):
+            where = f"{run['metrics']} member seed {seed}"
+            if diverged[m]:
+                raise ValueError(f"{where}: diverged; change the recipe (lr, init) so every member trains")
+            index = int(chosen[m])
+            model = load_checkpoint_model(run["checkpoints"], seed, index)
+            row = dict(experiment=experiment, recipe=run["recipe"], dataset=run["dataset"], arch=run["arch"],
+                       seed=seed, kind=label["kind"], q=label["q"], sigma=label["sigma"],
+                       label=_label_text(label["kind"], label["q"], label["sigma"], settings["label_by"]),
+                       num_classes=ds.num_classes, checkpoint=index, epoch=float(epochs[index]),
+                       selected_train_ce=float(train_ce[m, index]))
+            row.update(measure_snapshot(model, xs, ys, norms, settings.get("first_bias_in_norm", True), device,
+                                        where, max_logits))
+            rows.append(row)
+            log.info("%s: epoch %g train CE %.5g test CE %.5g normalised %.6f / %.6f", where, row["epoch"],
+                     row["train_ce"], row["test_ce"], row["train_ce_fro"], row["test_ce_fro"])
+    table = pd.DataFrame(rows)
+    with atomic_path(out_points) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.12g")
+    with atomic_path(out_logits) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["experiment"] = experiment
+            f.attrs["points"] = json.dumps([{k: r[k] for k in ("recipe", "dataset", "arch", "seed", "label")}
+                                            for r in rows])
+            for i, (raw, normalised) in enumerate(max_logits):
+                g = f.create_group(f"point{i}")
+                g.create_dataset("unnormalised", data=raw)
+                g.create_dataset("normalised", data=normalised)
+
+
+def measure_snapshot(model, xs: dict, ys: dict, norms: list[dict], first_bias_in_norm: bool, device: str,
+                     where: str, max_logits: list | None = None) -> dict[str, float]:
+    """Unnormalised and normalised CE / error on train and test of one snapshot, in float64.
+
+    Checks that BN absorption leaves the logits unchanged and that normalisation divides them by ∏ρ (so the
+    predictions are the same); raises naming ``where`` otherwise. Appends (max unnormalised logit, max
+    Frobenius-normalised logit) per training example to ``max_logits``.
+    """
+    model = model.double().eval().to(device)
+    absorbed = absorb_batchnorm(model)
+    out: dict[str, float] = {}
+    raw = {s: forward_logits(absorbed, xs[s], device) for s in SPLITS}
+    reference = forward_logits(model, xs["train"][:256], device)
+    dev = float(np.max(np.abs(reference - raw["train"][:256]))) if len(reference) else 0.0
+    if dev > 1e-6 * max(1.0, float(np.max(np.abs(reference)))):
+        raise ValueError(f"{where}: BN absorption changed the logits by {dev:.3g} (unsupported layer order?)")
+    for s in SPLITS:
+        out[f"{s}_ce"] = cross_entropy(raw[s], ys[s])
+        out[f"{s}_err"] = error_rate(raw[s], ys[s])
+    for spec in norms:
+        name = spec["name"]
+        p = math.inf if spec["p"] in ("inf", math.inf) else float(spec["p"])
+        normalised, rhos = normalise_layerwise(absorbed, p, float(spec.get("divisor", 1.0)), first_bias_in_norm)
+        product = math.prod(rhos)
+        out[f"product_{name}"] = product
+        out[f"layer_norms_{name}"] = json.dumps(rhos)
+        for s in SPLITS:
+            logits = forward_logits(normalised, xs[s], device)
+            gap = float(np.max(np.abs(logits * product - raw[s]))) if len(logits) else 0.0
+            scale = max(1.0, float(np.max(np.abs(raw[s]))))
+            if gap > 1e-8 * scale:
+                raise ValueError(f"{where}: {name}-normalised logits × ∏ρ differ from the logits by {gap:.3g} "
+                                 "(net not positively homogeneous?)")
+            out[f"{s}_ce_{name}"] = cross_entropy(logits, ys[s])
+            out[f"{s}_err_{name}"] = error_rate(logits, ys[s])
+            if name == "fro" and s == "train" and max_logits is not None:
+                max_logits.append((raw[s].max(axis=1), logits.max(axis=1)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+
+def _subset(points, which: str):
+    return points if which == "all" else points[points["kind"] == "natural"]
+
+
+def fit_table(points_paths: dict[str, str], out_fits: str | Path, out_correlations: str | Path) -> None:
+    """Every figure's OLS fit (``FIGURE_FITS``) and correlation (``FIGURE_CORRELATIONS``) as CSV tables.
+
+    ``points_paths``: experiment name → points.csv. Fits: n, slope, intercept, R², adjusted R², RMSE (n − 2
+    d.o.f.), √(SSE/n), the (ln K, ln K) gap, and the paper's numbers beside them. Correlations: Pearson r and
+    Spearman ρ. Experiments missing from ``points_paths`` (not configured) are skipped.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    points = {name: pd.read_csv(path) for name, path in points_paths.items()}
+    fit_rows = []
+    for fit in FIGURE_FITS:
+        if fit["experiment"] not in points:
+            continue
+        pts = _subset(points[fit["experiment"]], fit["points"])
+        res = ols_fit(pts[fit["x"]], pts[fit["y"]])
+        k = int(pts["num_classes"].iloc[0]) if len(pts) else 0
+        paper = fit["paper"] or {}
+        fit_rows.append(dict(
+            figure=fit["figure"], panel=fit["panel"], experiment=fit["experiment"], x=fit["x"], y=fit["y"],
+            points=fit["points"], n=res["n"], slope=res["slope"], intercept=res["intercept"], r2=res["r2"],
+            adj_r2=res["adj_r2"], rmse=res["rmse"], rmse_n=res["rmse_n"], num_classes=k,
+            ln_k=math.log(k) if k else math.nan,
+            fixed_point_gap=fixed_point_gap(res["slope"], res["intercept"], k) if k else math.nan,
+            paper_slope=paper.get("slope", math.nan), paper_intercept=paper.get("intercept", math.nan),
+            paper_r2=paper.get("r2", math.nan), paper_adj_r2=paper.get("adj_r2", math.nan),
+            paper_rmse=paper.get("rmse", math.nan),
+            paper_fixed_point_gap=(fixed_point_gap(paper["slope"], paper["intercept"], 10) if paper
+                                   else math.nan)))
+    corr_rows = []
+    for c in FIGURE_CORRELATIONS:
+        if c["experiment"] not in points:
+            continue
+        pts = _subset(points[c["experiment"]], c["points"])
+        x, y = pts[c["x"]].to_numpy(float), pts[c["y"]].to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        varied = len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+        corr_rows.append(dict(figure=c["figure"], experiment=c["experiment"], x=c["x"], y=c["y"],
+                              points=c["points"], n=len(x), claim=c["claim"],
+                              pearson_r=float(stats.pearsonr(x, y)[0]) if varied else math.nan,
+                              spearman_rho=float(stats.spearmanr(x, y)[0]) if varied else math.nan))
+    with atomic_path(out_fits) as tmp:
+        pd.DataFrame(fit_rows).to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(out_correlations) as tmp:
+        pd.DataFrame(corr_rows).to_csv(tmp, index=False, float_format="%.6g")

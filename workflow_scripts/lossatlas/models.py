@@ -16,6 +16,20 @@ Choices that hold for every family (the papers do not state them):
 - ``dropout=False`` builds the model without any Dropout module (created_equal.txt Supp. A: random-label runs
   remove the dropout layers).
 
+The papers' architectures as config entries (parameter counts in tests/test_models.py):
+    universality  mlp1024x2: {model: mlp, hidden: [1024, 1024], batchnorm: true}; fc1: {model: mlp, hidden: []}
+                  {model: vgg, depth: 11|16, batchnorm: true|false}; {model: resnet, depth: 18|50};
+                  {model: densenet, depth: 121}
+    consistency   {model: st_vgg}; {model: st_vgg, variant: small}; {model: st_vgg, linear: true};
+                  {model: mnist_arch}
+    normalized    {model: conv3_firstbias, filters: 24} (CIFAR-10) | 34 (MNIST); {model: conv5_bn}
+    loss_patterns {model: mpo_cnn}; {model: mpo_cnn, channels: [8, 8, 32, 32, 64, 64], batchnorm: true,
+                  bn_scale_offset: 0.5}
+    embedding     {model: mlp, hidden: [m], activation: tanh | sigmoid | relu, bias: [true, false]}
+    tiny (8×8)    {model: tiny_cnn, ...}; {model: tiny_resnet, ...}; {model: conv3_firstbias, filters: 8,
+                  kernel: 3}; {model: conv5_bn, channels: [...], padding: 1}; {model: st_vgg, channels: [8, 8,
+                  16, 16], dense: 64}; {model: mpo_cnn, channels: [4, 8, 16], pool: 2, hidden: 32}
+
 ``build_model`` draws PyTorch's default initialisation from a fixed private seed (the global RNG is left
 alone); ``initialize`` then redraws every parameter from the generator it is given, so a member's initial
 weights are a pure function of its seed.

@@ -1,4 +1,4 @@
-"""normalized_loss: BN absorption, layerwise normalisation, fit statistics, snapshot selection, label corruption."""
+"""normalized_loss: BN absorption, layerwise normalisation, fits, snapshot selection, label corruption."""
 
 from __future__ import annotations
 
@@ -169,7 +169,8 @@ def test_select_checkpoints():
 
 
 def test_point_label():
-    specs = {"d": {"source": "digits"}, "d_q30": {"derive_from": "d", "derivation": "corrupt_labels", "fraction": 0.3},
+    specs = {"d": {"source": "digits"},
+             "d_q30": {"derive_from": "d", "derivation": "corrupt_labels", "fraction": 0.3},
              "d_rl": {"derive_from": "d", "derivation": "random_labels"}}
     assert nl.point_label({"dataset": "d", "pretrain": {"dataset": "d_q30", "epochs": 3}}, specs) == \
         {"kind": "natural", "q": 0.3, "sigma": pytest.approx(math.nan, nan_ok=True)}
@@ -185,8 +186,8 @@ def test_label_corruption_keeps_histogram(tmp_path):
     base = load_dataset(parent)
     for q in (0.3, 1.0):
         out = tmp_path / f"q{q}.h5"
-        derive_dataset(f"q{q}", {"derive_from": "digits", "derivation": "corrupt_labels", "fraction": q, "seed": 1},
-                       str(parent), str(out))
+        spec = {"derive_from": "digits", "derivation": "corrupt_labels", "fraction": q, "seed": 1}
+        derive_dataset(f"q{q}", spec, str(parent), str(out))
         d = load_dataset(out)
         assert np.array_equal(np.bincount(d.y_train, minlength=10), np.bincount(base.y_train, minlength=10))
         changed = np.mean(d.y_train != base.y_train)

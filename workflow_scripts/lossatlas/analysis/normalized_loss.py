@@ -1,20 +1,21 @@
-"""Layerwise-normalised cross-entropy predicts test loss (Liao, Miranda, Banburski, Hidary, Poggio, *A Surprising
-Linear Relationship Predicts Test Performance in Deep Networks*; papers/normalized_loss_linear.txt, FIGURES.md §3).
+"""Layerwise-normalised cross-entropy predicts test loss (Liao, Miranda, Banburski, Hidary, Poggio, *A
+Surprising Linear Relationship Predicts Test Performance in Deep Networks*; papers/normalized_loss_linear.txt,
+FIGURES.md §3).
 
 Pipeline of this paper:
 
-1. Runs (config): equal training loss, different test performance, reached by pretraining on labels corrupted at
-   fraction q (recipe key ``pretrain``), by a Gaussian initialisation of standard deviation σ (``init``), or by
-   training on random labels ("RL"). Each *experiment* of the study config groups the runs one family of
-   figures uses, and says how one checkpoint per member is selected.
-2. ``postprocess_experiment`` (one job per experiment): per member, select a snapshot (``select_checkpoints``),
-   rebuild it in float64, absorb batch-norm (``absorb_batchnorm``), normalise layerwise under each configured
-   norm (``normalise_layerwise``), and measure unnormalised / normalised CE and error on train and test, the
-   product of layer norms, and the max logits (Figs 19, 20). Output: ``points.csv`` (one row per member) and
-   ``max_logits.h5``.
-3. ``fit_table`` (one job): the OLS fits of every figure (``FIGURE_FITS``), with R², adjusted R², both RMSEs and
-   the (ln K, ln K) check, next to the paper's numbers; and the rank/linear correlations the figures without
-   fit statistics claim (``FIGURE_CORRELATIONS``).
+1. Runs (config): equal training loss, different test performance, reached by pretraining on labels
+   corrupted at fraction q (recipe key ``pretrain``), by a Gaussian initialisation of standard deviation σ
+   (``init``), or by training on random labels ("RL"). Each *experiment* of the study config groups the runs
+   one family of figures uses, and says how one checkpoint per member is selected.
+2. ``postprocess_experiment`` (one job per experiment): per member, select a snapshot
+   (``select_checkpoints``), rebuild it in float64, absorb batch-norm (``absorb_batchnorm``), normalise
+   layerwise under each configured norm (``normalise_layerwise``), and measure unnormalised / normalised CE
+   and error on train and test, the product of layer norms, and the max logits (Figs 19, 20). Output:
+   ``points.csv`` (one row per member) and ``max_logits.h5``.
+3. ``fit_table`` (one job): the OLS fits of every figure (``FIGURE_FITS``), with R², adjusted R², both RMSEs
+   and the (ln K, ln K) check, next to the paper's numbers; and the rank/linear correlations the figures
+   without fit statistics claim (``FIGURE_CORRELATIONS``).
 
 Choices where the paper is silent (also in FIGURES.md §3.3):
 - Bias handling in the normalisation. The paper's nets have "no biases apart from the input layer where the
@@ -22,8 +23,8 @@ Choices where the paper is silent (also in FIGURES.md §3.3):
   normalised jointly with its bias: ρ₁ = ‖[W₁ | b₁]‖. Later layers (biases appear there after BN absorption)
   use ρ_k = ‖W_k‖ and b̃_k = b_k / ∏_{j≤k} ρ_j, which makes f̃ = f / ∏_k ρ_k exactly for a ReLU net, so
   every prediction is unchanged (Fig 4 bottom-right).
-- Norms: entrywise L_p over a layer's whole weight tensor (p = 2 is the Frobenius norm, conv kernels included),
-  divided by a configurable divisor: the L1 norm of Fig 13 "divided by 100" is ρ_k = ‖W_k‖₁ / 100.
+- Norms: entrywise L_p over a layer's whole weight tensor (p = 2 is the Frobenius norm, conv kernels
+  included), divided by a configurable divisor: the L1 norm of Fig 13 "divided by 100" is ρ_k = ‖W_k‖₁ / 100.
 - Snapshot "closest to the reference training loss" (Fig 1) looks at the clean-training checkpoints only (not
   the pretraining ones), with the training CE the evaluation stored per checkpoint.
 """
@@ -58,65 +59,55 @@ EXPERIMENT_FIGURES = {
     "conv3_wide_init": ("fig07", "fig08", "fig19", "fig20"),
 }
 
-# Every fit a figure shows: (figure, panel, experiment, x column, y column, point set, the paper's numbers).
-# Point sets: "natural" = natural-label runs only, "all" = natural plus random-label (RL) runs.
-_P = dict  # the paper's numbers for one fit
+
+
+def _fit(figure: str, panel: str, experiment: str, x: str, y: str, points: str,
+         paper: tuple[float, float, float, float, float] | None = None) -> dict[str, Any]:
+    keys = ("slope", "intercept", "r2", "adj_r2", "rmse")
+    return dict(figure=figure, panel=panel, experiment=experiment, x=x, y=y, points=points,
+                paper=dict(zip(keys, paper, strict=True)) if paper else None)
+
+
+# Every fit a figure shows: (figure, panel, experiment, x column, y column, point set, the paper's
+# slope, intercept, R², adjusted R², RMSE). Point sets: "natural" = natural-label runs only, "all" = natural
+# plus random-label (RL) runs.
 FIGURE_FITS: list[dict[str, Any]] = [
-    dict(figure="fig03", panel="left (normalised)", experiment="conv3_corruption", x="train_ce_fro",
-         y="test_ce_fro", points="natural",
-         paper=_P(slope=0.836, intercept=0.377, r2=0.9998, adj_r2=0.9998, rmse=4.7651e-5)),
-    dict(figure="fig03", panel="right (unnormalised)", experiment="conv3_corruption", x="train_ce", y="test_ce",
-         points="natural", paper=None),
-    dict(figure="fig04", panel="top-left (unnormalised)", experiment="bn_corruption", x="train_ce", y="test_ce",
-         points="natural", paper=None),
-    dict(figure="fig04", panel="bottom-left (normalised)", experiment="bn_corruption", x="train_ce_fro",
-         y="test_ce_fro", points="natural", paper=None),
-    dict(figure="fig04", panel="bottom-left (normalised, with RL)", experiment="bn_corruption", x="train_ce_fro",
-         y="test_ce_fro", points="all", paper=None),
-    dict(figure="fig05", panel="top-left (unnormalised)", experiment="bn_init", x="train_ce", y="test_ce",
-         points="natural", paper=None),
-    dict(figure="fig05", panel="bottom-left (normalised)", experiment="bn_init", x="train_ce_fro",
-         y="test_ce_fro", points="natural", paper=None),
-    dict(figure="fig05", panel="bottom-left (normalised, with RL)", experiment="bn_init", x="train_ce_fro",
-         y="test_ce_fro", points="all", paper=None),
-    dict(figure="fig06", panel="left (unnormalised)", experiment="conv3_natural", x="train_ce", y="test_ce",
-         points="all", paper=None),
-    dict(figure="fig06", panel="right (normalised, 0 and RL)", experiment="conv3_natural", x="train_ce_fro",
-         y="test_ce_fro", points="all",
-         paper=_P(slope=0.9642, intercept=0.0844, r2=0.9999, adj_r2=0.9999, rmse=6.9797e-5)),
-    dict(figure="fig07", panel="normalised", experiment="conv3_wide_init", x="train_ce_fro", y="test_ce_fro",
-         points="natural", paper=_P(slope=1.0075, intercept=-0.0174, r2=1.0, adj_r2=1.0, rmse=9.1093e-4)),
-    dict(figure="fig08", panel="normalised, with RL", experiment="conv3_wide_init", x="train_ce_fro",
-         y="test_ce_fro", points="all",
-         paper=_P(slope=1.0083, intercept=-0.0191, r2=1.0, adj_r2=1.0, rmse=9.1093e-5)),
-    dict(figure="fig11", panel="top-left (unnormalised)", experiment="bn_corruption_many_classes", x="train_ce",
-         y="test_ce", points="natural", paper=None),
-    dict(figure="fig11", panel="bottom-left (normalised)", experiment="bn_corruption_many_classes",
-         x="train_ce_fro", y="test_ce_fro", points="natural", paper=None),
-    dict(figure="fig11", panel="bottom-left (normalised, with RL)", experiment="bn_corruption_many_classes",
-         x="train_ce_fro", y="test_ce_fro", points="all", paper=None),
-    dict(figure="fig12", panel="top-left (unnormalised)", experiment="bn_init_many_classes", x="train_ce",
-         y="test_ce", points="natural", paper=None),
-    dict(figure="fig12", panel="bottom-left (normalised)", experiment="bn_init_many_classes", x="train_ce_fro",
-         y="test_ce_fro", points="natural", paper=None),
-    dict(figure="fig12", panel="bottom-left (normalised, with RL)", experiment="bn_init_many_classes",
-         x="train_ce_fro", y="test_ce_fro", points="all", paper=None),
-    dict(figure="fig13", panel="test loss (L1/100)", experiment="conv3_corruption", x="train_ce_l1",
-         y="test_ce_l1", points="natural",
-         paper=_P(slope=0.8358, intercept=0.3783, r2=0.9998, adj_r2=0.9998, rmse=5.6567e-5)),
-    dict(figure="fig14", panel="test loss (normalised)", experiment="conv3_stop", x="train_ce_fro",
-         y="test_ce_fro", points="natural", paper=None),
-    dict(figure="fig15", panel="left (normalised)", experiment="conv3_natural", x="train_ce_fro", y="test_ce_fro",
-         points="natural",
-         paper=_P(slope=0.8117, intercept=0.4333, r2=0.9660, adj_r2=0.9592, rmse=6.3624e-5)),
-    dict(figure="fig15", panel="right (unnormalised)", experiment="conv3_natural", x="train_ce", y="test_ce",
-         points="natural", paper=None),
-    dict(figure="fig16", panel="normalised, 0 and RL", experiment="conv3_natural", x="train_ce_fro",
-         y="test_ce_fro", points="all",
-         paper=_P(slope=0.9642, intercept=0.0844, r2=0.9999, adj_r2=0.9999, rmse=6.9797e-5)),
-    dict(figure="fig17", panel="normalised, corruption and RL", experiment="conv3_corruption", x="train_ce_fro",
-         y="test_ce_fro", points="all",
-         paper=_P(slope=0.8789, intercept=0.2795, r2=0.9721, adj_r2=0.9721, rmse=5.8304e-4)),
+    _fit("fig03", "left (normalised)", "conv3_corruption", "train_ce_fro", "test_ce_fro", "natural",
+         (0.836, 0.377, 0.9998, 0.9998, 4.7651e-05)),
+    _fit("fig03", "right (unnormalised)", "conv3_corruption", "train_ce", "test_ce", "natural"),
+    _fit("fig04", "top-left (unnormalised)", "bn_corruption", "train_ce", "test_ce", "natural"),
+    _fit("fig04", "bottom-left (normalised)", "bn_corruption", "train_ce_fro", "test_ce_fro", "natural"),
+    _fit("fig04", "bottom-left (normalised, with RL)", "bn_corruption", "train_ce_fro", "test_ce_fro", "all"),
+    _fit("fig05", "top-left (unnormalised)", "bn_init", "train_ce", "test_ce", "natural"),
+    _fit("fig05", "bottom-left (normalised)", "bn_init", "train_ce_fro", "test_ce_fro", "natural"),
+    _fit("fig05", "bottom-left (normalised, with RL)", "bn_init", "train_ce_fro", "test_ce_fro", "all"),
+    _fit("fig06", "left (unnormalised)", "conv3_natural", "train_ce", "test_ce", "all"),
+    _fit("fig06", "right (normalised, 0 and RL)", "conv3_natural", "train_ce_fro", "test_ce_fro", "all",
+         (0.9642, 0.0844, 0.9999, 0.9999, 6.9797e-05)),
+    _fit("fig07", "normalised", "conv3_wide_init", "train_ce_fro", "test_ce_fro", "natural",
+         (1.0075, -0.0174, 1.0, 1.0, 9.1093e-4)),
+    _fit("fig08", "normalised, with RL", "conv3_wide_init", "train_ce_fro", "test_ce_fro", "all",
+         (1.0083, -0.0191, 1.0, 1.0, 9.1093e-05)),
+    _fit("fig11", "top-left (unnormalised)", "bn_corruption_many_classes", "train_ce", "test_ce", "natural"),
+    _fit("fig11", "bottom-left (normalised)", "bn_corruption_many_classes", "train_ce_fro",
+         "test_ce_fro", "natural"),
+    _fit("fig11", "bottom-left (normalised, with RL)", "bn_corruption_many_classes", "train_ce_fro",
+         "test_ce_fro", "all"),
+    _fit("fig12", "top-left (unnormalised)", "bn_init_many_classes", "train_ce", "test_ce", "natural"),
+    _fit("fig12", "bottom-left (normalised)", "bn_init_many_classes", "train_ce_fro", "test_ce_fro",
+         "natural"),
+    _fit("fig12", "bottom-left (normalised, with RL)", "bn_init_many_classes", "train_ce_fro",
+         "test_ce_fro", "all"),
+    _fit("fig13", "test loss (L1/100)", "conv3_corruption", "train_ce_l1", "test_ce_l1", "natural",
+         (0.8358, 0.3783, 0.9998, 0.9998, 5.6567e-05)),
+    _fit("fig14", "test loss (normalised)", "conv3_stop", "train_ce_fro", "test_ce_fro", "natural"),
+    _fit("fig15", "left (normalised)", "conv3_natural", "train_ce_fro", "test_ce_fro", "natural",
+         (0.8117, 0.4333, 0.966, 0.9592, 6.3624e-05)),
+    _fit("fig15", "right (unnormalised)", "conv3_natural", "train_ce", "test_ce", "natural"),
+    _fit("fig16", "normalised, 0 and RL", "conv3_natural", "train_ce_fro", "test_ce_fro", "all",
+         (0.9642, 0.0844, 0.9999, 0.9999, 6.9797e-05)),
+    _fit("fig17", "normalised, corruption and RL", "conv3_corruption", "train_ce_fro", "test_ce_fro",
+         "all", (0.8789, 0.2795, 0.9721, 0.9721, 5.8304e-4)),
 ]
 
 # Claims without fit statistics: (figure, experiment, x, y, point set, claim).
@@ -148,8 +139,8 @@ FIGURE_CORRELATIONS: list[dict[str, Any]] = [
 def ols_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     """Ordinary least squares y = a·x + b with the statistics the paper prints (MATLAB ``fitlm`` style).
 
-    SSE = Σ (y_i − a x_i − b)², SST = Σ (y_i − ȳ)², R² = 1 − SSE/SST, adjusted R² = 1 − (1 − R²)(n − 1)/(n − 2),
-    RMSE = √(SSE / (n − 2)) (n − p − 1 degrees of freedom, p = 1 regressor), and beside it √(SSE / n)
+    SSE = Σ (y_i − a x_i − b)², SST = Σ (y_i − ȳ)², R² = 1 − SSE/SST, adjusted R² = 1 − (1 − R²)(n − 1)/(n −
+    2), RMSE = √(SSE / (n − 2)) (n − p − 1 degrees of freedom, p = 1 regressor), and beside it √(SSE / n)
     (FIGURES.md §3.3). Statistics that need more points than given are NaN.
     """
     x = np.asarray(x, dtype=np.float64)
@@ -177,15 +168,15 @@ def ols_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
 def fixed_point_gap(slope: float, intercept: float, num_classes: int) -> float:
     """a·ln K + b − ln K: how far the fitted line passes from (ln K, ln K), the loss of an all-zero output.
 
-    Normalised outputs are ≈ 0, so both normalised losses are ≈ ln K (normalized_loss_linear.txt App. F); a line
-    through that point has b = ln K·(1 − a) (FIGURES.md §3.3 derived check).
+    Normalised outputs are ≈ 0, so both normalised losses are ≈ ln K (normalized_loss_linear.txt App. F); a
+    line through that point has b = ln K·(1 − a) (FIGURES.md §3.3 derived check).
     """
     return slope * math.log(num_classes) + intercept - math.log(num_classes)
 
 
 def psi_exponential(x: np.ndarray | float) -> np.ndarray:
-    """ψ(x) = 1 − √(1 − x²), 0 ≤ x ≤ 1: the ψ-transform of the exponential loss (normalized_loss_linear.txt §3.2,
-    Eq. 4: ψ(R(f) − R*) ≤ R_ℓ(f) − R_ℓ*)."""
+    """ψ(x) = 1 − √(1 − x²), 0 ≤ x ≤ 1: the ψ-transform of the exponential loss (normalized_loss_linear.txt
+    §3.2, Eq. 4: ψ(R(f) − R*) ≤ R_ℓ(f) − R_ℓ*)."""
     x = np.asarray(x, dtype=np.float64)
     if np.any((x < 0) | (x > 1)):
         raise ValueError("psi_exponential: x must lie in [0, 1]")
@@ -195,9 +186,9 @@ def psi_exponential(x: np.ndarray | float) -> np.ndarray:
 def psi_overlay(ce: np.ndarray, err: np.ndarray, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """The ψ curve placed over an (normalised CE, error) scatter: x ↦ e₀ + (e₁ − e₀)·ψ((x − x₀)/(x₁ − x₀)).
 
-    The paper only says the shape of ψ is "quite similar" to the error-vs-normalised-loss relation (§3.2), so the
-    overlay maps ψ's unit square onto the points' range (x₀, x₁ = min/max CE; e₀, e₁ = the errors of those two
-    points): a visual comparison of shape, not a fit.
+    The paper only says the shape of ψ is "quite similar" to the error-vs-normalised-loss relation (§3.2),
+    so the overlay maps ψ's unit square onto the points' range (x₀, x₁ = min/max CE; e₀, e₁ = the errors of
+    those two points): a visual comparison of shape, not a fit.
     """
     ce = np.asarray(ce, dtype=np.float64)
     err = np.asarray(err, dtype=np.float64)
@@ -214,8 +205,8 @@ def select_checkpoints(train_ce: np.ndarray, valid: np.ndarray, epochs: np.ndarr
 
     ``train_ce``, ``valid``: (M, C); ``epochs``: (C,). Modes:
     - ``reference``: among valid checkpoints at epoch > ``first_epoch`` (clean training, after pretraining),
-      argmin_e |L_train(θ_e) − reference| (normalized_loss_linear.txt Fig 1: "we pick a network that is closest
-      to an arbitrarily … chosen reference training loss (0.006 here)");
+      argmin_e |L_train(θ_e) − reference| (normalized_loss_linear.txt Fig 1: "we pick a network that is
+      closest to an arbitrarily … chosen reference training loss (0.006 here)");
     - ``final``: the last valid checkpoint (runs trained for a fixed number of epochs, Figs 3, 6, 7; and runs
       stopped by ``stop_at_train_loss``, Figs 14, 18, whose last valid checkpoint is the stopping point).
     Raises if a member has no eligible checkpoint.
@@ -257,7 +248,7 @@ def _affine_and_bn_layers(model):
             pairs.append([module, None])
         elif isinstance(module, _BatchNorm):
             if not pairs or pairs[-1][1] is not None:
-                raise ValueError(f"{type(module).__name__} without a preceding Linear/Conv layer: cannot absorb it")
+                raise ValueError(f"{type(module).__name__} without a preceding Linear/Conv layer: cannot absorb")
             pairs[-1][1] = module
     return pairs
 
@@ -267,8 +258,8 @@ def absorb_batchnorm(model):
 
     Per output channel c with eval statistics (normalized_loss_linear.txt Fig 1 caption; FIGURES.md §3.3):
     s_c = γ_c / √(σ²_c + ε), W'_c = s_c W_c, b'_c = s_c (b_c − μ_c) + β_c; the BN module becomes Identity.
-    Assumes BN directly follows its Linear/Conv layer in registration order (true for every model of this study:
-    mlp, conv3_firstbias, conv5_bn); the caller checks that outputs are unchanged.
+    Assumes BN directly follows its Linear/Conv layer in registration order (true for every model of this
+    study: mlp, conv3_firstbias, conv5_bn); the caller checks that outputs are unchanged.
     """
     import torch
     from torch import nn
@@ -319,9 +310,10 @@ def lp_norm(tensor, p: float) -> float:
 def normalise_layerwise(model, p: float = 2.0, divisor: float = 1.0, first_bias_in_norm: bool = True):
     """Layerwise normalisation W_k = ρ_k W̃_k (normalized_loss_linear.txt §3.1, Eq. 1) of a BN-free net.
 
-    ρ_k = ‖W_k‖_p / divisor (entrywise; divisor 100 for Fig 13's "L1 norm (divided by 100)"); the first layer's
-    bias counts as the weight of a constant input, ρ₁ = ‖[W₁ | b₁]‖_p / divisor (``first_bias_in_norm``);
-    later biases b̃_k = b_k / ∏_{j≤k} ρ_j. For a positively homogeneous (ReLU) net this gives
+    ρ_k = ‖W_k‖_p / divisor (entrywise; divisor 100 for Fig 13's "L1 norm (divided by 100)"); the first
+    layer's bias counts as the weight of a constant input, ρ₁ = ‖[W₁ | b₁]‖_p / divisor
+    (``first_bias_in_norm``); later biases b̃_k = b_k / ∏_{j≤k} ρ_j. For a positively homogeneous (ReLU) net
+    this gives
     f̃(x) = f(x) / ∏_k ρ_k exactly, so predictions are unchanged. Returns (normalised float64 copy, [ρ_k]).
     """
     import torch
@@ -379,9 +371,9 @@ def error_rate(logits: np.ndarray, y: np.ndarray) -> float:
 def point_label(spec: dict, dataset_specs: dict[str, dict]) -> dict[str, Any]:
     """What a run is in the paper's figures: kind (natural | RL), corruption q and init σ.
 
-    RL = trained on a ``random_labels`` dataset. q = the ``corrupt_labels`` fraction of the pretraining set (1 for
-    a ``random_labels`` pretraining set, 0 for clean or no pretraining). σ = the Gaussian init std (NaN for
-    another scheme).
+    RL = trained on a ``random_labels`` dataset. q = the ``corrupt_labels`` fraction of the pretraining set
+    (1 for a ``random_labels`` pretraining set, 0 for clean or no pretraining). σ = the Gaussian init std
+    (NaN for another scheme).
     """
     ds = dataset_specs[spec["dataset"]]
     kind = "RL" if ds.get("derivation") == "random_labels" else "natural"
@@ -425,7 +417,7 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
     ``settings``: ``selection`` (reference | final), ``reference_train_loss``, ``label_by``
     (corruption | init | none), ``norms`` ([{name, p, divisor}], must include ``fro``),
     ``first_bias_in_norm``, ``device``.
-    Writes ``out_points`` (CSV, one row per member; columns documented in ``POINT_COLUMNS``) and ``out_logits``
+    Writes ``out_points`` (CSV, one row per member; columns documented below) and ``out_logits``
     (HDF5: per point, the max logit of the unnormalised and the Frobenius-normalised net on every training
     example, Figs 19/20).
     """

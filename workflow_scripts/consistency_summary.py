@@ -1,0 +1,17 @@
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lossatlas.analysis.consistency import summary_table  # noqa: E402
+from lossatlas.entry import setup  # noqa: E402
+
+setup(snakemake)
+summary_table(
+    {role: snakemake.input[role] for role in snakemake.params.roles},
+    snakemake.input.classifiers,
+    {which: snakemake.input[f"index_{which}"] for which in snakemake.params.moves},
+    snakemake.params.cross_pairs,
+    out_csv=snakemake.output.csv,
+    out_md=snakemake.output.md,
+    out_json=snakemake.output.json,
+)

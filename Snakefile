@@ -33,6 +33,10 @@ include: "rules/normalized_loss.smk"
 include: "rules/loss_patterns.smk"
 include: "rules/embedding.smk"
 include: "rules/audit.smk"
+include: "rules/report.smk"
+
+
+report: "report/workflow.rst"
 
 
 localrules:
@@ -42,4 +46,5 @@ localrules:
 rule all_figures:
     input:
         FIGURES,
+        rules.claims.output,
     default_target: True

@@ -190,12 +190,10 @@ def tally(rows: list[ClaimResult]) -> dict[str, int]:
 
 
 def render_markdown(rows: list[ClaimResult], scale: str) -> str:
-    t = tally(rows)
     lines = [
         "# Claims of the five papers, checked against this run",
         "",
-        f"Scale: **{scale}**. {len(rows)} claims: {t['holds']} hold, {t['does not hold']} do not hold, "
-        f"{t['reported']} reported without a judgement, {t['not run']} not run.",
+        headline(rows, scale),
         "",
         "| paper | where | claim | paper | ours | outcome | why |",
         "|---|---|---|---|---|---|---|",
@@ -206,8 +204,42 @@ def render_markdown(rows: list[ClaimResult], scale: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_claims(out_csv: str, out_md: str, scale: str, root: str = ".", repo: str = ".") -> None:
-    """The rule's entry: evaluate the registry and write results/claims.csv and results/claims.md."""
+def render_rst(rows: list[ClaimResult], scale: str) -> str:
+    """The same table as reStructuredText, for the front page of `snakemake --report`."""
+    t = tally(rows)
+
+    def cell(text: str) -> str:
+        return text.replace("\n", " ").replace("`", "'").replace("*", "\\*").replace("|", "/") or "—"
+
+    lines = [
+        f"**Claims** (scale: {scale}): {len(rows)} claims, {t['holds']} hold, {t['does not hold']} do not hold, "
+        f"{t['reported']} reported, {t['not run']} not run.",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - paper",
+        "     - where",
+        "     - claim",
+        "     - paper",
+        "     - ours",
+        "     - outcome",
+    ]
+    for r in rows:
+        lines.append(f"   * - {cell(r.paper)}")
+        for value in (r.where, r.claim, r.paper_value, r.ours, f"{r.outcome}: {r.reason}"):
+            lines.append(f"     - {cell(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def headline(rows: list[ClaimResult], scale: str) -> str:
+    t = tally(rows)
+    return (f"{len(rows)} claims checked at {scale} scale: {t['holds']} hold, {t['does not hold']} do not hold, "
+            f"{t['reported']} reported without a judgement, {t['not run']} not run.")
+
+
+def write_claims(out_csv: str, out_md: str, out_rst: str, scale: str, root: str = ".", repo: str = ".") -> None:
+    """The rule's entry: evaluate the registry; write results/claims.csv, .md and .rst."""
     from lossatlas.io import atomic_path
 
     rows = evaluate_claims(Path(root), Path(repo))
@@ -218,3 +250,5 @@ def write_claims(out_csv: str, out_md: str, scale: str, root: str = ".", repo: s
             writer.writerow([getattr(r, c) if c != "scale" else scale for c in CSV_COLUMNS])
     with atomic_path(out_md) as tmp:
         tmp.write_text(render_markdown(rows, scale))
+    with atomic_path(out_rst) as tmp:
+        tmp.write_text(render_rst(rows, scale))

@@ -382,7 +382,8 @@ def _tabular(x: np.ndarray, y: np.ndarray, names: list[str], spec: dict, flatten
     if spec.get("standardize"):
         x_train, x_test = _standardize(x_train, x_test)
     if flatten:
-        x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+        d = int(np.prod(x.shape[1:]))
+        x_train, x_test = x_train.reshape(len(x_train), d), x_test.reshape(len(x_test), d)
     arrays = _with_ids({"x": x_train.astype(np.float32), "y": y[train_idx].astype(np.int64)},
                        {"x": x_test.astype(np.float32), "y": y[test_idx].astype(np.int64)})
     return arrays, _classification(names)
@@ -501,14 +502,15 @@ def _imagenet(spec: dict, imagenet_dir: str | None, where: str):
     if not root.is_dir():
         raise DatasetError(f"imagenet_dir: {root} does not exist or is not a directory")
     size = int(spec["image_size"])
-    parts = {}
     caps = (("train", "train", spec["train_per_class"]), ("test", "val", spec["test_per_class"]))
-    for split, sub, cap in caps:
+    for _, sub, _ in caps:  # the whole layout first, so a wrong tree fails before any image is read
         missing = [w for w in spec["wnids"] if not (root / sub / w).is_dir()]
         if missing:
             raise DatasetError(f"imagenet_dir: {root / sub} lacks class folders {missing[:5]}"
                                f"{' ...' if len(missing) > 5 else ''} (expected layout {sub}/<wnid>/*.JPEG; "
                                f"{where}.wnids lists the classes)")
+    parts = {}
+    for split, sub, cap in caps:
         xs, ys = [], []
         for label, wnid in enumerate(spec["wnids"]):
             files = sorted(p for p in (root / sub / wnid).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)

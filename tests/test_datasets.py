@@ -1,0 +1,416 @@
+"""Sources, derivations, the HDF5 schema and its errors (offline, small)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from sklearn.datasets import load_digits, make_classification
+
+from lossatlas.dataset_specs import all_spec_errors, spec_errors
+from lossatlas.datasets import (
+    DatasetError,
+    build_source_dataset,
+    derive_dataset,
+    load_dataset,
+    read_index_file,
+    write_dataset,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = {"source": "digits", "test_fraction": 0.3333, "standardize": True, "seed": 0}
+DIGITS_COUNTS = np.bincount(load_digits().target)
+
+
+def build(tmp_path: Path, name: str, spec: dict) -> object:
+    path = tmp_path / f"{name}.h5"
+    build_source_dataset(name, spec, str(path))
+    return load_dataset(path, verify=True)
+
+
+def derive(tmp_path: Path, name: str, spec: dict, parent: Path, index_file: Path | None = None):
+    path = tmp_path / f"{name}.h5"
+    derive_dataset(name, spec, str(parent), str(path), index_file=str(index_file) if index_file else None)
+    return load_dataset(path, verify=True)
+
+
+@pytest.fixture(scope="module")
+def digits_h5(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("parent") / "digits.h5"
+    build_source_dataset("digits", DIGITS, str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def test_digits_default_split_is_stratified_and_standardised(digits_h5):
+    ds = load_dataset(digits_h5, verify=True)
+    assert ds.x_train.shape == (1198, 1, 8, 8) and ds.x_test.shape == (599, 1, 8, 8)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64 and ds.id_train.dtype == np.int64
+    np.testing.assert_array_equal(ds.id_train, np.arange(1198))
+    np.testing.assert_array_equal(ds.id_test, np.arange(1198, 1797))
+    test_counts = np.bincount(ds.y_test, minlength=10)
+    assert test_counts.sum() == 599 and np.all(np.abs(test_counts - DIGITS_COUNTS / 3) <= 1)
+    flat = ds.x_train.reshape(1198, -1)
+    varying = flat.std(axis=0) > 0
+    np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(flat[:, varying].std(axis=0), 1, atol=1e-5)
+    assert ds.num_classes == 10 and ds.input_shape == (1, 8, 8) and ds.task == "classification"
+    assert ds.attrs["source"] == "digits" and ds.attrs["derivation"][0]["test_fraction"] == 0.3333
+
+
+def test_digits_class_subset_noise_and_relabelling(tmp_path):
+    # FIGURES.md §2.5 "small mammals" stand-in: classes {1,3,7,8,9}, noise 8, 598 train / 300 test.
+    spec = {"source": "digits", "classes": [1, 3, 7, 8, 9], "noise_sigma": 8.0, "test_fraction": 0.3333,
+            "standardize": True, "seed": 0}
+    ds = build(tmp_path, "small", spec)
+    assert len(ds.y_train) == 598 and len(ds.y_test) == 300
+    assert ds.num_classes == 5 and ds.class_names == ["1", "3", "7", "8", "9"]
+    np.testing.assert_array_equal(np.bincount(np.concatenate([ds.y_train, ds.y_test])), DIGITS_COUNTS[[1, 3, 7, 8, 9]])
+
+    clean = build(tmp_path, "clean", {"source": "digits", "classes": [3, 1], "seed": 0})
+    digits = load_digits()
+    np.testing.assert_array_equal(clean.x_train[clean.y_train == 0, 0], digits.images[digits.target == 3])
+    assert clean.x_test.shape == (0, 1, 8, 8)  # no split asked: all train
+
+    noisy = build(tmp_path, "noisy", {"source": "digits", "classes": [3, 1], "noise_sigma": 2.0, "seed": 0})
+    noise = noisy.x_train - clean.x_train
+    assert noise.std() == pytest.approx(2.0, rel=0.05) and abs(noise.mean()) < 0.1
+    again = build(tmp_path, "again", {"source": "digits", "classes": [3, 1], "noise_sigma": 2.0, "seed": 0})
+    other = build(tmp_path, "other", {"source": "digits", "classes": [3, 1], "noise_sigma": 2.0, "seed": 1})
+    np.testing.assert_array_equal(noisy.x_train, again.x_train)
+    assert not np.array_equal(noisy.x_train, other.x_train)
+
+
+def test_digits_first_n_train_split_and_flatten(tmp_path):
+    ds = build(tmp_path, "d", {"source": "digits", "n_train": 1000, "flatten": True, "seed": 0})
+    digits = load_digits()
+    assert ds.x_train.shape == (1000, 64) and ds.x_test.shape == (797, 64)
+    np.testing.assert_array_equal(ds.x_train, digits.data[:1000].astype(np.float32))
+    np.testing.assert_array_equal(ds.y_test, digits.target[1000:])
+
+
+def test_iris(tmp_path):
+    ds = build(tmp_path, "iris", {"source": "iris", "test_fraction": 0.2, "seed": 3})
+    assert ds.x_train.shape == (120, 4) and ds.x_test.shape == (30, 4) and ds.x_train.dtype == np.float32
+    np.testing.assert_array_equal(np.bincount(ds.y_test), [10, 10, 10])
+    assert ds.class_names == ["setosa", "versicolor", "virginica"]
+
+
+def test_gaussian_mixture(tmp_path):
+    spec = {"source": "gaussian_mixture", "n_samples": 600, "n_features": 5, "n_classes": 3, "cluster_std": 0.1,
+            "class_sep": 3.0, "test_fraction": 0.5, "seed": 7}
+    ds = build(tmp_path, "gm", spec)
+    assert ds.x_train.shape == (300, 5) and ds.num_classes == 3
+    np.testing.assert_array_equal(np.bincount(ds.y_train), [100, 100, 100])
+    # Tight clusters: each class's train mean is close to its test mean, and classes are far apart.
+    means_train = np.stack([ds.x_train[ds.y_train == k].mean(0) for k in range(3)])
+    means_test = np.stack([ds.x_test[ds.y_test == k].mean(0) for k in range(3)])
+    np.testing.assert_allclose(means_train, means_test, atol=0.05)
+    assert np.linalg.norm(means_train[0] - means_train[1]) > 1.0
+    assert build(tmp_path, "gm2", spec).attrs["content_hash"] == ds.attrs["content_hash"]
+
+
+def test_make_classification_is_sklearns(tmp_path):
+    spec = {"source": "make_classification", "n_samples": 300, "n_features": 64, "n_informative": 20,
+            "n_classes": 20, "n_clusters_per_class": 1, "seed": 5}
+    ds = build(tmp_path, "mc", spec)
+    x, y = make_classification(n_samples=300, n_features=64, n_informative=20, n_classes=20,
+                               n_clusters_per_class=1, random_state=5)
+    np.testing.assert_array_equal(ds.x_train, x.astype(np.float32))
+    np.testing.assert_array_equal(ds.y_train, y)
+    assert ds.num_classes == 20
+
+
+def test_regression1d_sin_quad(tmp_path):
+    ds = build(tmp_path, "reg", {"source": "regression1d", "seed": 0})
+    assert ds.task == "regression" and ds.num_classes == 0 and ds.class_names == []
+    assert ds.x_train.shape == (8, 1) and ds.y_train.shape == (8, 1) and ds.y_train.dtype == np.float32
+    np.testing.assert_allclose(ds.x_train[:, 0], np.linspace(-1, 1, 8), atol=1e-7)
+    # Hand-computed: f(1) = 0.6 sin 2 + 0.3 - 0.2 = 0.645578..., f(-1) = -0.6 sin 2 + 0.1 = -0.445578...
+    assert ds.y_train[-1, 0] == pytest.approx(0.6455785, abs=1e-6)
+    assert ds.y_train[0, 0] == pytest.approx(-0.4455785, abs=1e-6)
+    assert ds.x_test.shape == (0, 1)
+    dense = build(tmp_path, "reg2", {"source": "regression1d", "n_train": 4, "n_test": 101, "x_min": 0.0,
+                                     "x_max": 2.0})
+    assert dense.x_test.shape == (101, 1) and dense.x_test[50, 0] == pytest.approx(1.0)
+    np.testing.assert_array_equal(dense.id_test, np.arange(4, 105))
+
+
+def test_fake_imagenet_tree(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    colours = {"n01": (250, 0, 0), "n02": (0, 250, 0), "n03": (0, 0, 250)}
+    for split, count in (("train", 3), ("val", 2)):
+        for wnid, colour in colours.items():
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (40 + 10 * i, 30), colour).save(root / split / wnid / f"{wnid}_{i}.JPEG")
+    spec = {"source": "imagenet", "wnids": ["n03", "n01"], "image_size": 16, "train_per_class": 2}
+    path = tmp_path / "in.h5"
+    build_source_dataset("in2", spec, str(path), imagenet_dir=str(root))
+    ds = load_dataset(path, verify=True)
+    assert ds.x_train.shape == (4, 3, 16, 16) and ds.x_train.dtype == np.uint8
+    assert ds.x_test.shape == (4, 3, 16, 16)  # no test cap: both val images per class
+    np.testing.assert_array_equal(ds.y_train, [0, 0, 1, 1])
+    assert ds.class_names == ["n03", "n01"]
+    assert ds.x_train[0, 2].mean() > 200 and ds.x_train[0, 0].mean() < 30  # class 0 = n03 = blue
+    assert ds.x_train[3, 0].mean() > 200  # class 1 = n01 = red
+    assert len(ds.attrs["channel_mean"]) == 3
+
+    with pytest.raises(DatasetError, match="imagenet_dir: .* does not exist"):
+        build_source_dataset("in2", spec, str(tmp_path / "x.h5"), imagenet_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetError, match="imagenet_dir"):
+        build_source_dataset("in2", spec, str(tmp_path / "x.h5"), imagenet_dir=None)
+    bad = dict(spec, wnids=["n01", "n09"])
+    with pytest.raises(DatasetError, match=r"lacks class folders \['n09'\].*train/<wnid>/\*\.JPEG"):
+        build_source_dataset("in2", bad, str(tmp_path / "x.h5"), imagenet_dir=str(root))
+    flat = tmp_path / "flat"
+    (flat / "train" / "n01").mkdir(parents=True)
+    (flat / "train" / "n03").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"flat/val lacks class folders \['n03', 'n01'\]"):
+        build_source_dataset("in2", spec, str(tmp_path / "x.h5"), imagenet_dir=str(flat))
+    assert not (tmp_path / "x.h5").exists()
+
+
+# ---------------------------------------------------------------------------------------- HDF5 schema
+
+
+def test_rebuild_gives_identical_bytes_and_content_hash(tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    spec = {"source": "digits", "classes": [0, 1], "noise_sigma": 1.0, "test_fraction": 0.25, "seed": 2}
+    build_source_dataset("same", spec, str(a))
+    time.sleep(1.1)  # HDF5 timestamps have one-second resolution
+    build_source_dataset("same", spec, str(b))
+    assert a.read_bytes() == b.read_bytes()
+    # The hash covers content only: another name with the same content has the same hash.
+    c = tmp_path / "c.h5"
+    build_source_dataset("renamed", spec, str(c))
+    assert load_dataset(c).attrs["content_hash"] == load_dataset(a).attrs["content_hash"]
+
+
+def test_malformed_files_raise_clear_errors(tmp_path, digits_h5):
+    missing = tmp_path / "missing.h5"
+    with pytest.raises(DatasetError, match="missing.h5: dataset file does not exist"):
+        load_dataset(missing)
+
+    truncated = tmp_path / "truncated.h5"
+    data = digits_h5.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="truncated.h5: cannot be read as HDF5"):
+        load_dataset(truncated)
+
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(DatasetError, match="text.h5: cannot be read as HDF5"):
+        load_dataset(text)
+
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(DatasetError, match=r"foreign.h5: missing root attributes \['name'"):
+        load_dataset(foreign)
+
+    old = tmp_path / "old.h5"
+    old.write_bytes(data)
+    with h5py.File(old, "r+") as f:
+        f.attrs["schema_version"] = 0
+    with pytest.raises(DatasetError, match="old.h5: schema_version 0"):
+        load_dataset(old)
+
+    tampered = tmp_path / "tampered.h5"
+    tampered.write_bytes(data)
+    with h5py.File(tampered, "r+") as f:
+        f["train/y"][0] = (f["train/y"][0] + 1) % 10
+    load_dataset(tampered)  # schema still fine
+    with pytest.raises(DatasetError, match="tampered.h5: content hash mismatch"):
+        load_dataset(tampered, verify=True)
+
+    short = tmp_path / "short.h5"
+    short.write_bytes(data)
+    with h5py.File(short, "r+") as f:
+        del f["test/id"]
+    with pytest.raises(DatasetError, match=r"short.h5: group 'test' lacks \['id'\]"):
+        load_dataset(short)
+
+
+def test_writer_rejects_inconsistent_arrays_and_leaves_nothing(tmp_path):
+    arrays = {s: {"x": np.zeros((4, 2), np.float32), "y": np.zeros(4, np.int64), "id": np.arange(4) + 4 * i}
+              for i, s in enumerate(("train", "test"))}
+    arrays["test"]["id"] = np.arange(4)  # ids collide with train
+    meta = {"name": "t", "task": "classification", "num_classes": 2, "class_names": ["a", "b"],
+            "source": "x", "derivation": [], "seed": 0}
+    with pytest.raises(DatasetError, match="ids are not unique"):
+        write_dataset(tmp_path / "t.h5", arrays, meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------- spec validation
+
+
+def test_spec_errors_name_the_key(tmp_path):
+    assert spec_errors("q", {"derive_from": "digits", "derivation": "corrupt_labels"}) == [
+        "datasets.q.fraction: required by derivation 'corrupt_labels'"]
+    errs = spec_errors("i", {"source": "iris", "noise_sigma": 1.0})
+    assert len(errs) == 1 and errs[0].startswith("datasets.i.noise_sigma: not used by source 'iris'")
+    assert "datasets.d.n_train" in spec_errors("d", {"source": "digits", "test_fraction": 0.3, "n_train": 5})[0]
+    assert spec_errors("im", {"source": "imagenet", "wnids": ["a", "b"]}) == [
+        "datasets.im.image_size: required by source 'imagenet'"]
+    with pytest.raises(DatasetError, match="datasets.q.fraction: required"):
+        derive_dataset("q", {"derive_from": "digits", "derivation": "corrupt_labels"}, "p.h5", str(tmp_path / "o"))
+    with pytest.raises(DatasetError, match=r"datasets.bad.classes: \[12\] not among the 10 classes"):
+        build_source_dataset("bad", {"source": "digits", "classes": [1, 12]}, str(tmp_path / "bad.h5"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_config_datasets_are_valid():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert all_spec_errors(config["datasets"] or {}) == []
+
+
+# ------------------------------------------------------------------------------------------ derivations
+
+
+def test_random_labels(tmp_path, digits_h5):
+    parent = load_dataset(digits_h5)
+    ds = derive(tmp_path, "rl", {"derive_from": "digits", "derivation": "random_labels", "seed": 1}, digits_h5)
+    np.testing.assert_array_equal(ds.x_train, parent.x_train)
+    np.testing.assert_array_equal(ds.y_test, parent.y_test)  # default splits: [train]
+    np.testing.assert_array_equal(ds.id_train, parent.id_train)
+    agree = np.mean(ds.y_train == parent.y_train)
+    assert 0.05 < agree < 0.16 and set(np.unique(ds.y_train)) == set(range(10))
+    again = derive(tmp_path, "rl2", {"derive_from": "digits", "derivation": "random_labels", "seed": 1}, digits_h5)
+    np.testing.assert_array_equal(again.y_train, ds.y_train)
+    perm = derive(tmp_path, "rlp", {"derive_from": "digits", "derivation": "random_labels", "label_mode": "permute",
+                                    "splits": ["train", "test"], "seed": 1}, digits_h5)
+    for split in ("train", "test"):
+        y_new, y_old = perm.split(split)[1], parent.split(split)[1]
+        np.testing.assert_array_equal(np.bincount(y_new), np.bincount(y_old))
+        assert np.mean(y_new == y_old) < 0.2
+    assert [d.get("derivation") for d in ds.attrs["derivation"]] == [None, "random_labels"]
+    assert ds.attrs["derivation"][1]["parent_content_hash"] == parent.attrs["content_hash"]
+
+
+def test_random_pixels_float_and_uint8(tmp_path, digits_h5):
+    parent = load_dataset(digits_h5)
+    ds = derive(tmp_path, "rp", {"derive_from": "digits", "derivation": "random_pixels", "seed": 0}, digits_h5)
+    np.testing.assert_array_equal(ds.y_train, parent.y_train)
+    assert not np.allclose(ds.x_test, parent.x_test)  # default splits: train and test
+    flat, ref = ds.x_train.reshape(1198, -1), parent.x_train.reshape(1198, -1)
+    np.testing.assert_allclose(flat.mean(0), ref.mean(0), atol=0.15)
+    np.testing.assert_allclose(flat.std(0), ref.std(0), atol=0.1)
+    assert abs(np.corrcoef(flat[:, 20], flat[:, 21])[0, 1]) < 0.15  # independent pixels
+
+    rng = np.random.default_rng(0)
+    arrays = {s: {"x": rng.integers(100, 120, size=(50, 3, 4, 4), dtype=np.uint8), "y": np.arange(50) % 2,
+                  "id": np.arange(50) + 50 * i} for i, s in enumerate(("train", "test"))}
+    meta = {"name": "u8", "task": "classification", "num_classes": 2, "class_names": ["a", "b"], "source": "x",
+            "derivation": [], "seed": 0}
+    write_dataset(tmp_path / "u8.h5", arrays, meta)
+    noise = derive(tmp_path, "u8rp", {"derive_from": "u8", "derivation": "random_pixels", "seed": 0},
+                   tmp_path / "u8.h5")
+    assert noise.x_train.dtype == np.uint8 and noise.x_train.min() < 10 and noise.x_train.max() > 245
+    assert noise.attrs["channel_mean"][0] == pytest.approx(0.5, abs=0.03)  # recomputed for the new pixels
+
+
+@pytest.mark.parametrize("q", [0.0, 0.2, 0.5, 1.0])
+def test_corrupt_labels(tmp_path, digits_h5, q):
+    parent = load_dataset(digits_h5)
+    spec = {"derive_from": "digits", "derivation": "corrupt_labels", "fraction": q, "seed": 4}
+    ds = derive(tmp_path, "c", spec, digits_h5)
+    np.testing.assert_array_equal(np.bincount(ds.y_train), np.bincount(parent.y_train))  # histogram kept
+    np.testing.assert_array_equal(ds.y_test, parent.y_test)
+    np.testing.assert_array_equal(ds.x_train, parent.x_train)
+    changed = np.sum(ds.y_train != parent.y_train)
+    k = int(np.floor(q * 1198))  # 0, 239, 599, 1198
+    assert changed <= k
+    if q == 0:
+        assert ds.attrs["content_hash"] == parent.attrs["content_hash"]  # nothing changed at all
+    else:
+        # A random permutation of k labels over 10 near-balanced classes leaves about 10 % in place.
+        assert 0.8 * k < changed
+    again = derive(tmp_path, "c2", spec, digits_h5)
+    np.testing.assert_array_equal(again.y_train, ds.y_train)
+
+
+def test_class_subset(tmp_path, digits_h5):
+    parent = load_dataset(digits_h5)
+    ds = derive(tmp_path, "cs", {"derive_from": "digits", "derivation": "class_subset", "classes": [3, 1]},
+                digits_h5)
+    assert ds.num_classes == 2 and ds.class_names == ["3", "1"]
+    for split in ("train", "test"):
+        x, y, ids = ds.split(split)
+        px, py, pids = parent.split(split)
+        keep = np.isin(py, [3, 1])
+        np.testing.assert_array_equal(ids, pids[keep])
+        np.testing.assert_array_equal(y, np.where(py[keep] == 3, 0, 1))
+        np.testing.assert_array_equal(x, px[keep])
+
+
+def test_subsample_is_stratified(tmp_path, digits_h5):
+    parent = load_dataset(digits_h5)
+    ds = derive(tmp_path, "ss", {"derive_from": "digits", "derivation": "subsample", "fraction": 0.5, "seed": 0},
+                digits_h5)
+    assert len(ds.y_train) == 599 and len(ds.y_test) == 599
+    assert np.all(np.abs(np.bincount(ds.y_train) - np.bincount(parent.y_train) / 2) <= 1)
+    assert np.all(np.isin(ds.id_train, parent.id_train)) and np.all(np.diff(ds.id_train) > 0)
+    rows = np.searchsorted(parent.id_train, ds.id_train)
+    np.testing.assert_array_equal(ds.x_train, parent.x_train[rows])
+
+
+def test_move_and_remove_examples(tmp_path, digits_h5):
+    parent = load_dataset(digits_h5)
+    index = tmp_path / "hard.txt"
+    index.write_text("# never-learnt examples\n7\n0\n\n100\n")
+    moved = derive(tmp_path, "mv", {"derive_from": "digits", "derivation": "move_examples",
+                                    "index_file": str(index)}, digits_h5, index)
+    assert len(moved.y_train) == 1195 and len(moved.y_test) == 602
+    assert not np.isin([0, 7, 100], moved.id_train).any()
+    np.testing.assert_array_equal(moved.id_test[:3], [0, 7, 100])  # test sorted by id
+    np.testing.assert_array_equal(moved.x_test[:3], parent.x_train[[0, 7, 100]])
+    np.testing.assert_array_equal(moved.y_test[:3], parent.y_train[[0, 7, 100]])
+    assert len(moved.attrs["derivation"][1]["index_file_sha256"]) == 64
+
+    npy = tmp_path / "ids.npy"
+    np.save(npy, np.array([5, 1197]))
+    removed = derive(tmp_path, "rm", {"derive_from": "digits", "derivation": "remove_examples",
+                                      "index_file": str(npy)}, digits_h5, npy)
+    assert len(removed.y_train) == 1196 and len(removed.y_test) == 599
+    assert not np.isin([5, 1197], removed.id_train).any()
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([1500]))  # a test id: cannot move from train
+    with pytest.raises(DatasetError, match=r"datasets.mv2.index_file: ids \[1500\] are not in the train split"):
+        derive(tmp_path, "mv2", {"derive_from": "digits", "derivation": "move_examples",
+                                 "index_file": str(bad)}, digits_h5, bad)
+    assert not (tmp_path / "mv2.h5").exists()
+
+
+def test_index_file_errors(tmp_path):
+    dup = tmp_path / "dup.txt"
+    dup.write_text("1\n1\n")
+    with pytest.raises(DatasetError, match="dup.txt: repeated ids"):
+        read_index_file(dup)
+    junk = tmp_path / "junk.txt"
+    junk.write_text("1\nabc\n")
+    with pytest.raises(DatasetError, match="junk.txt: cannot read example ids"):
+        read_index_file(junk)
+
+
+def test_label_derivations_refuse_regression_parents(tmp_path):
+    reg = tmp_path / "reg.h5"
+    build_source_dataset("reg", {"source": "regression1d"}, str(reg))
+    with pytest.raises(DatasetError, match="datasets.r.derivation: random_labels needs a classification parent"):
+        derive_dataset("r", {"derive_from": "reg", "derivation": "random_labels"}, str(reg), str(tmp_path / "r.h5"))
+    digits = tmp_path / "digits.h5"
+    build_source_dataset("digits", {"source": "digits"}, str(digits))
+    with pytest.raises(DatasetError, match="datasets.s.derive_from: superclass needs a CIFAR-100 parent"):
+        derive_dataset("s", {"derive_from": "digits", "derivation": "superclass", "superclass": 1},
+                       str(digits), str(tmp_path / "s.h5"))

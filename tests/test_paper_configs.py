@@ -1,0 +1,37 @@
+"""Paper-scale configs: each paper's file is valid on its own, and configs/paper.yaml is their composition."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lossatlas.compose import ComposeError, compose, load_paper_configs, main
+from lossatlas.config import PAPERS, validate_config
+
+from .conftest import REPO
+
+PAPER_FILES = sorted((REPO / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER_FILES, ids=lambda p: p.name)
+def test_paper_config_is_valid(path):
+    validate_config(yaml.safe_load(path.read_text()))
+
+
+def test_every_paper_has_a_paper_scale_config():
+    assert {p.stem for p in PAPER_FILES} >= set(PAPERS) | {"paper"}
+
+
+def test_paper_yaml_is_the_composition():
+    assert main(["--check"]) == 0, "run `python -m lossatlas.compose` to regenerate configs/paper.yaml"
+    composed = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    assert set(composed["studies"]) == set(load_paper_configs(REPO / "configs"))
+
+
+def test_compose_refuses_a_name_defined_twice_differently():
+    a = {"datasets": {"d": {"source": "digits"}}, "studies": {"universality": {}}}
+    b = {"datasets": {"d": {"source": "iris"}}, "studies": {"embedding": {}}}
+    with pytest.raises(ComposeError, match="datasets.d"):
+        compose({"universality": a, "embedding": b})
+    same = {"datasets": {"d": {"source": "digits"}}, "studies": {"embedding": {}}}
+    assert compose({"universality": a, "embedding": same})["datasets"] == {"d": {"source": "digits"}}

@@ -1,0 +1,214 @@
+"""Training engine: schedules, losses, block-vs-alone equality, determinism, stopping, divergence, phases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lossatlas import training as T
+from tests.engine_helpers import make_classification_h5, make_regression_h5, make_spec
+
+torch.set_num_threads(1)
+
+# A member trained in a stacked block and the same seed trained alone differ only by float summation order
+# (batched vs plain matmul). Float64, 2 epochs, SGD with momentum: observed ~1e-16.
+BLOCK_VS_ALONE_TOL = 1e-12
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    return make_classification_h5(tmp_path_factory.mktemp("data") / "blobs.h5")
+
+
+def weights(path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return {k: f["weights"][k][()] for k in f["weights"]}
+
+
+def train(tmp_path, dataset, name="ck", **over):
+    out = tmp_path / f"{name}.h5"
+    T.train_run(make_spec(**over), dataset, out, tmp_path / f"{name}_work")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- pure functions
+
+
+def test_checkpoint_steps_schedule():
+    # 10 steps per epoch, 4 epochs: every 2 epochs + last, 3 points inside epoch 0, explicit epoch 1.
+    steps = T.checkpoint_steps({"every": 2, "within_epochs": 1, "per_epoch": 3, "epochs": [1]}, 10, 4)
+    assert steps == [0, 2, 5, 8, 10, 20, 40]
+    assert T.checkpoint_steps({"every": 3}, 5, 4) == [0, 15, 20]  # the last epoch always
+    log_steps = T.checkpoint_steps({"every": 100, "log_spaced": 4}, 10, 100)
+    assert log_steps == [0, 1, 10, 100, 1000]
+    with pytest.raises(ValueError, match="beyond"):
+        T.checkpoint_steps({"epochs": [9]}, 5, 4)
+
+
+def test_steps_per_epoch_drops_only_a_single_example_batch():
+    assert T.steps_per_epoch(96, 16) == 6
+    assert T.steps_per_epoch(98, 16) == 7
+    assert T.steps_per_epoch(97, 16) == 6
+
+
+def test_learning_rate_schedules():
+    opt = {"schedule": {"kind": "step", "every": 2, "factor": 10}}
+    assert [T.learning_rate(opt, 1.0, e) for e in range(5)] == [1.0, 1.0, 0.1, 0.1, pytest.approx(0.01)]
+    opt = {"schedule": {"kind": "multistep", "milestones": [1, 3], "factor": 2}}
+    assert [T.learning_rate(opt, 1.0, e) for e in range(4)] == [1.0, 0.5, 0.5, 0.25]
+    assert T.learning_rate({}, 0.3, 7) == 0.3
+
+
+def test_mse_softmax_loss_sums_over_classes():
+    z = torch.tensor([[[math.log(2.0), 0.0, 0.0]]], dtype=torch.float64)  # p = (0.5, 0.25, 0.25)
+    y = torch.tensor([[0]])
+    assert T.batch_loss("mse_softmax", z, y, 3).item() == pytest.approx(0.375)
+    assert T.batch_loss("ce", z, y, 3).item() == pytest.approx(math.log(2.0))
+    # mse_raw against one-hot on raw outputs: (ln2 - 1)² + 0 + 0
+    assert T.batch_loss("mse_raw", z, y, 3).item() == pytest.approx((math.log(2.0) - 1) ** 2)
+
+
+def test_derive_seed_is_stable_and_distinct():
+    assert T.derive_seed(3, "init") == T.derive_seed(3, "init")
+    assert T.derive_seed(3, "init") != T.derive_seed(3, "data")
+    assert 0 <= T.derive_seed(0, "x") < 2**63
+
+
+# ------------------------------------------------------------------------------------------- training runs
+
+
+def test_block_member_equals_the_seed_trained_alone(tmp_path, blobs):
+    block = train(tmp_path, blobs, "block", seeds=[0, 1, 2], vectorize="always",
+                  checkpoints={"every": 1, "within_epochs": 1, "per_epoch": 2})
+    alone = train(tmp_path, blobs, "alone", seeds=[1], vectorize="never",
+                  checkpoints={"every": 1, "within_epochs": 1, "per_epoch": 2})
+    with h5py.File(block) as f:
+        assert bool(f.attrs["vectorized"])
+        assert f["checkpoints/epoch"][:].tolist() == pytest.approx([0, 2 / 6, 4 / 6, 1, 2])
+    wb, wa = weights(block), weights(alone)
+    assert wb.keys() == wa.keys() and "1.weight" in wb and "2.running_mean" in wb  # BN buffers too
+    diff = max(float(np.abs(wb[k][1] - wa[k][0]).max()) for k in wb)
+    assert diff < BLOCK_VS_ALONE_TOL
+    # and the members really differ from each other (own init, own data order)
+    assert float(np.abs(wb["1.weight"][0, 0] - wb["1.weight"][1, 0]).max()) > 1e-3
+
+
+def test_same_spec_gives_the_same_bytes(tmp_path, blobs):
+    a = train(tmp_path, blobs, "a", seeds=[0, 1])
+    b = train(tmp_path, blobs, "b", seeds=[0, 1])
+    assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+    assert not (tmp_path / "a_work").exists()
+
+
+def test_checkpoints_file_schema(tmp_path, blobs):
+    out = train(tmp_path, blobs, seeds=[4, 5], epochs=3, checkpoints={"every": 2})
+    with h5py.File(out) as f:
+        assert f["members"][:].tolist() == [4, 5]
+        assert f["checkpoints/epoch"][:].tolist() == [0, 2, 3]
+        assert f["checkpoints/step"][:].tolist() == [0, 12, 18]
+        assert f["checkpoints/examples_seen"][:].tolist() == [0, 192, 288]
+        assert f["checkpoints/valid"][:].all()
+        assert f["weights/1.weight"].shape == (2, 3, 16, 16)
+        assert f["weights/1.weight"].chunks[0] == 1
+        assert f["train_log/loss"].shape == (2, 3)
+        loss = f["train_log/loss"][:]
+        assert np.all(loss[:, -1] < loss[:, 0])  # it learns
+        assert json.loads(f.attrs["spec"])["seeds"] == [4, 5]
+        assert not f["status/diverged"][:].any()
+
+
+def test_divergence_is_recorded_and_later_checkpoints_invalid(tmp_path, blobs):
+    out = train(tmp_path, blobs, seeds=[0, 1], epochs=3, loss="mse_raw",
+                optimizer={"name": "sgd", "lr": 1e4, "momentum": 0.0},
+                architecture={"name": "fc", "model": "mlp", "hidden": [16]})
+    with h5py.File(out) as f:
+        assert f["status/diverged"][:].all()
+        assert np.all(f["status/diverged_epoch"][:] == 1.0)
+        valid = f["checkpoints/valid"][:]
+        assert valid[:, 0].all() and not valid[:, 1:].any()
+        assert np.isnan(f["weights/1.weight"][0, 1]).all()
+        assert np.isnan(f["train_log/loss"][:]).all()
+
+
+def test_stop_at_train_loss(tmp_path, blobs):
+    out = train(tmp_path, blobs, seeds=[0], epochs=8, stop_at_train_loss=0.2)
+    with h5py.File(out) as f:
+        stopped = f["status/stopped_epoch"][0]
+        loss = f["train_log/loss"][0]
+        assert 1 <= stopped < 8
+        k = int(stopped)
+        assert loss[k - 1] <= 0.2 and np.all(loss[: k - 1] > 0.2)  # the first epoch at or below the target
+        assert np.isnan(loss[k:]).all()
+        assert f["checkpoints/valid"][0].tolist() == [True] * (k + 1) + [False] * (8 - k)
+        assert not f["status/diverged"][0]
+
+
+def test_pretrain_phase_then_main(tmp_path, blobs):
+    other = make_classification_h5(tmp_path / "other.h5", seed=7)
+    spec = make_spec(seeds=[0], epochs=2, pretrain={"dataset": "other", "epochs": 3})
+    T.train_run(spec, blobs, tmp_path / "p.h5", tmp_path / "pw", pretrain_path=other)
+    plain = train(tmp_path, blobs, "plain", seeds=[0], epochs=2)
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert f["train_log/pretrain_loss"].shape == (1, 3)
+        assert np.isfinite(f["train_log/pretrain_loss"][:]).all()
+        assert f["checkpoints/step"][:].tolist() == [0, 6, 12]  # main phase only
+        w0 = f["weights/1.weight"][0, 0]
+    assert not np.allclose(w0, weights(plain)["1.weight"][0, 0])  # epoch 0 = after pretraining
+
+
+def test_probe_lr_file_and_adam_adadelta(tmp_path, blobs):
+    (tmp_path / "lr.json").write_text(json.dumps({"lr": 0.01}))
+    for name in ("adam", "adadelta"):
+        spec = make_spec(seeds=[0], epochs=1, optimizer={"name": name, "lr": "probe"})
+        T.train_run(spec, blobs, tmp_path / f"{name}.h5", tmp_path / "w", lr_path=tmp_path / "lr.json")
+        with h5py.File(tmp_path / f"{name}.h5") as f:
+            assert f.attrs["lr"] == 0.01
+    with pytest.raises(ValueError, match="probe"):
+        T.train_run(make_spec(optimizer={"name": "sgd", "lr": "probe"}), blobs, tmp_path / "x.h5", tmp_path / "w")
+
+
+def test_regression_with_mse_raw(tmp_path):
+    data = make_regression_h5(tmp_path / "reg.h5")
+    arch = {"name": "tanh8", "model": "mlp", "hidden": [8], "activation": "tanh"}
+    out = train(tmp_path, data, seeds=[0, 1], epochs=30, batch_size=12, loss="mse_raw", architecture=arch,
+                optimizer={"name": "adam", "lr": 0.02})
+    with h5py.File(out) as f:
+        assert f.attrs["task"] == "regression" and f.attrs["num_outputs"] == 1
+        loss = f["train_log/loss"][:]
+        assert np.all(loss[:, -1] < 0.5 * loss[:, 0])
+    with pytest.raises(ValueError, match="regression"):
+        train(tmp_path, data, "bad", loss="ce", architecture=arch)
+
+
+def test_dropout_members_in_a_loop_equal_the_seed_alone(tmp_path, blobs):
+    arch = {"name": "drop", "model": "mlp", "hidden": [16], "dropout_p": 0.5}
+    block = train(tmp_path, blobs, "block", seeds=[0, 1], architecture=arch)
+    alone = train(tmp_path, blobs, "alone", seeds=[1], architecture=arch)
+    with h5py.File(block) as f:
+        assert not bool(f.attrs["vectorized"])  # auto: dropout keeps the loop
+    wb, wa = weights(block), weights(alone)
+    assert max(float(np.abs(wb[k][1] - wa[k][0]).max()) for k in wb) == 0.0
+
+
+def test_uint8_images_are_standardised(tmp_path):
+    data = make_classification_h5(tmp_path / "img.h5", uint8=True, shape=(3, 4, 4))
+    out = train(tmp_path, data, seeds=[0], epochs=2, architecture={"name": "t", "model": "tiny_cnn",
+                                                                   "channels": [4], "batchnorm": False,
+                                                                   "pool_after": []})
+    with h5py.File(out) as f:
+        assert np.isfinite(f["train_log/loss"][:]).all()
+
+
+def test_probe_learning_rates(tmp_path, blobs):
+    results = T.probe_learning_rates(make_spec(seeds=[0], loss="mse_raw", architecture={
+        "name": "fc", "model": "mlp", "hidden": [16]}, optimizer={"name": "sgd", "lr": "probe"}),
+        blobs, [0.01, 1e4, 0.1], epochs=2)
+    assert [r["lr"] for r in results] == [1e4, 0.1, 0.01]
+    assert results[0]["diverged"] and math.isnan(results[0]["final_loss"])
+    assert not results[2]["diverged"] and results[2]["final_loss"] > 0

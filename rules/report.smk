@@ -15,7 +15,7 @@ def _claims_by_figure():
     import yaml
 
     out = {}
-    for entry in yaml.safe_load(open(f"{LIB}/claims.yaml")):
+    for entry in yaml.safe_load(open(Path(workflow.basedir) / LIB / "claims.yaml")):
         for fig in entry.get("figures", []):
             out.setdefault((entry["paper"], fig), []).append(entry["id"])
     return out

@@ -414,3 +414,33 @@ def test_label_derivations_refuse_regression_parents(tmp_path):
     with pytest.raises(DatasetError, match="datasets.s.derive_from: superclass needs a CIFAR-100 parent"):
         derive_dataset("s", {"derive_from": "digits", "derivation": "superclass", "superclass": 1},
                        str(digits), str(tmp_path / "s.h5"))
+
+
+@pytest.mark.slow
+def test_snakemake_builds_source_and_derived_datasets_twice_identically(tmp_path, snakemake_bin):
+    import subprocess
+
+    (tmp_path / "hard.txt").write_text("3\n4\n")
+    config = {
+        "datasets": {
+            "d": {"source": "digits", "classes": [0, 1, 2], "test_fraction": 0.25, "seed": 0},
+            "d_q": {"derive_from": "d", "derivation": "corrupt_labels", "fraction": 0.5, "seed": 1},
+            "d_moved": {"derive_from": "d_q", "derivation": "move_examples", "index_file": "hard.txt"},
+        },
+        "architectures": {}, "optimizers": {}, "studies": {},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    targets = ["data/d.h5", "data/d_q.h5", "data/d_moved.h5"]
+    contents = []
+    for _ in range(2):
+        proc = subprocess.run([snakemake_bin, "--cores", "2", "--configfile", str(cfg), "--directory",
+                               str(tmp_path), "--forceall", *targets], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        contents.append([(tmp_path / t).read_bytes() for t in targets])
+    assert contents[0] == contents[1]
+    moved = load_dataset(tmp_path / "data" / "d_moved.h5", verify=True)
+    assert [step.get("derivation") for step in moved.attrs["derivation"]] == [None, "corrupt_labels",
+                                                                               "move_examples"]
+    assert {3, 4} <= set(moved.id_test.tolist())

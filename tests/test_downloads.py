@@ -161,3 +161,19 @@ def test_build_without_download_names_the_rule(tmp_path):
         build_source_dataset("mnist", {"source": "mnist"}, str(tmp_path / "m.h5"),
                              raw_dir=str(tmp_path / "none"))
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_cifar_unpickler_takes_old_numpy_names_and_refuses_code():
+    import io
+    import pickle
+
+    from lossatlas.downloads import _CifarUnpickler
+
+    # The official batches were pickled by Python 2 with numpy 1: they name numpy.core.multiarray.
+    old = pickle.dumps({b"data": np.arange(6, dtype=np.uint8)}, protocol=2)
+    old = old.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    loaded = _CifarUnpickler(io.BytesIO(old), encoding="latin1").load()
+    np.testing.assert_array_equal(loaded[b"data"], np.arange(6))
+    evil = b"cos\nsystem\n(S'true'\ntR."
+    with pytest.raises(pickle.UnpicklingError, match="os.system"):
+        _CifarUnpickler(io.BytesIO(evil), encoding="latin1").load()

@@ -1,5 +1,5 @@
 # Shared state of the workflow: the run grid, path helpers and input functions used by every rules file.
-from lossatlas.costs import run_cost
+from lossatlas.costs import dataset_mem_mb, run_cost
 from lossatlas.config import (
     PAPERS,
     dataset_lineage,

@@ -46,7 +46,8 @@ rule prepare_dataset:
     wildcard_constraints:
         name=_alternation(SOURCE_DATASETS),
     resources:
-        mem_mb=4000,
+        # The whole dataset is held in memory (ImageNet-20 at 224 px is about 4 GB of uint8).
+        mem_mb=lambda wc: dataset_mem_mb(config, wc.name),
         runtime=60,
     script:
         "../workflow_scripts/prepare_dataset.py"
@@ -65,7 +66,7 @@ rule derive_dataset:
     wildcard_constraints:
         name=_alternation(DERIVED_DATASETS),
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wc: dataset_mem_mb(config, wc.name),
         runtime=30,
     script:
         "../workflow_scripts/derive_dataset.py"

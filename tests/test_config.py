@@ -182,3 +182,15 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path, snakemake_bin, mu
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+def test_dataset_key_foreign_to_its_source_is_named():
+    cfg = base_config()
+    cfg["datasets"]["digits"]["n_features"] = 3
+    assert "datasets.digits.n_features" in problems_of(cfg)
+
+
+def test_derivation_missing_required_key_is_named():
+    cfg = base_config()
+    cfg["datasets"]["noisy"] = {"derive_from": "digits", "derivation": "corrupt_labels"}
+    assert "datasets.noisy.fraction" in problems_of(cfg)

@@ -117,6 +117,8 @@ def apply_defaults(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
 
 def reference_errors(config: dict) -> list[str]:
     """Names used in studies that are not defined, and other cross-key rules a schema cannot say."""
+    from lossatlas.dataset_specs import all_spec_errors
+
     errs: list[str] = []
     datasets = config.get("datasets", {}) or {}
     archs = config.get("architectures", {}) or {}
@@ -127,6 +129,7 @@ def reference_errors(config: dict) -> list[str]:
             errs.append(f"datasets.{name}.derive_from: undefined dataset '{parent}'")
         if parent == name:
             errs.append(f"datasets.{name}.derive_from: a dataset cannot derive from itself")
+    errs += all_spec_errors(datasets)
     for study, scfg in (config.get("studies") or {}).items():
         for rname, recipe in (scfg.get("recipes") or {}).items():
             where = f"studies.{study}.recipes.{rname}"

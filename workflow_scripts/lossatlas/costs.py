@@ -103,3 +103,9 @@ def run_cost(config: dict, spec: dict) -> RunCost:
     mem_mb = int(2000 + 4 * 4 * math.prod(shape) * n_train / 1e6)  # dataset held in memory, 4 bytes, ×4 slack
     runtime = max(10, int(math.ceil(seconds * float(cm.get("runtime_safety", 3.0)) / 60.0)))
     return RunCost(gpu_hours=seconds / 3600.0, runtime_minutes=runtime, mem_mb=mem_mb)
+
+
+def dataset_mem_mb(config: dict, name: str) -> int:
+    """Memory to build or derive one dataset: its arrays (as float32, the worst case) three times over."""
+    shape, n_train = dataset_shape(config, name)
+    return int(2000 + 3 * 4 * math.prod(shape) * n_train * 1.2 / 1e6)

@@ -1,1 +1,162 @@
 # Rules of the normalized_loss study (figures are appended to FIGURES).
+# Liao et al., A Surprising Linear Relationship Predicts Test Performance in Deep Networks: one post-processing
+# job per experiment (snapshot selection, BN absorption, layerwise normalisation, losses; imports torch), one
+# fit table, one job per figure. Library: lossatlas/analysis/normalized_loss.py, lossatlas/figures/normalized_loss.py.
+
+NL = study_config("normalized_loss")
+NL_DIR = "results/analysis/normalized_loss"
+NL_FIGS = "results/figures/normalized_loss"
+NL_LIB = f"{LIB}/analysis/normalized_loss.py"
+NL_FIG_LIB = f"{LIB}/figures/normalized_loss.py"
+
+# Figure (function in lossatlas/figures/normalized_loss.py = file name) -> the experiment whose points it draws.
+NL_FIGURES = {
+    "fig01_corruption_vs_generalization": "bn_corruption",
+    "fig02_init_std_vs_generalization": "bn_init",
+    "fig03_normalized_vs_unnormalized": "conv3_corruption",
+    "fig04_corruption_four_panels": "bn_corruption",
+    "fig05_init_four_panels": "bn_init",
+    "fig06_natural_and_random_labels": "conv3_natural",
+    "fig07_wide_net_init": "conv3_wide_init",
+    "fig08_wide_net_init_random_labels": "conv3_wide_init",
+    "fig09_corruption_many_classes": "bn_corruption_many_classes",
+    "fig10_init_std_many_classes": "bn_init_many_classes",
+    "fig11_corruption_four_panels_many_classes": "bn_corruption_many_classes",
+    "fig12_init_four_panels_many_classes": "bn_init_many_classes",
+    "fig13_l1_normalization": "conv3_corruption",
+    "fig14_stopped_at_equal_loss": "conv3_stop",
+    "fig15_natural_only": "conv3_natural",
+    "fig16_natural_and_random_labels_fit": "conv3_natural",
+    "fig17_corruption_and_random_labels_fit": "conv3_corruption",
+    "fig18_product_norm_vs_test_error": "conv3_stop",
+    "fig19_max_logit_normalized": "conv3_wide_init",
+    "fig20_max_logit_unnormalized": "conv3_wide_init",
+}
+
+
+def nl_experiment_runs(name):
+    """Every run of one experiment (its recipes, filtered by its architectures / datasets when given)."""
+    exp = NL["experiments"][name]
+    where = {"recipe": exp["recipes"]}
+    for key, attr in (("architectures", "arch"), ("datasets", "dataset")):
+        if key in exp:
+            where[attr] = exp[key]
+    runs = runs_of("normalized_loss", **where)
+    if not runs:
+        raise WorkflowError(f"studies.normalized_loss.experiments.{name}: selects no run")
+    return runs
+
+
+def nl_check_config():
+    where = "studies.normalized_loss"
+    for name, exp in NL.get("experiments", {}).items():
+        for recipe in exp["recipes"]:
+            if recipe not in NL.get("recipes", {}):
+                raise WorkflowError(f"{where}.experiments.{name}.recipes: undefined recipe '{recipe}'")
+        if exp["selection"] == "reference" and not any(r.spec.get("checkpoints", {}).get("every") == 1
+                                                       for r in nl_experiment_runs(name)):
+            raise WorkflowError(f"{where}.experiments.{name}: selection 'reference' needs per-epoch checkpoints "
+                                "(checkpoints.every: 1) in its recipes")
+    if "fro" not in {n["name"] for n in NL["norms"]}:
+        raise WorkflowError(f"{where}.norms: a norm named 'fro' (p: 2) is required")
+
+
+def nl_post_inputs(wc):
+    inputs = {}
+    for i, run in enumerate(nl_experiment_runs(wc.experiment)):
+        inputs[f"metrics{i}"] = run.metrics
+        inputs[f"checkpoints{i}"] = run.checkpoints
+        inputs[f"data{i}"] = dataset_h5(run.dataset)
+    return inputs
+
+
+def nl_post_runs(wc):
+    """What the post-processing needs to know about each run (JSON-able)."""
+    out = []
+    for run in nl_experiment_runs(wc.experiment):
+        names = [run.dataset] + ([run.spec["pretrain"]["dataset"]] if run.spec.get("pretrain") else [])
+        out.append({"recipe": run.recipe, "dataset": run.dataset, "arch": run.arch, "spec": jsonable(run.spec),
+                    "checkpoints": run.checkpoints, "metrics": run.metrics, "data": dataset_h5(run.dataset),
+                    "dataset_specs": {n: jsonable(DATASETS[n]) for n in names}})
+    return out
+
+
+def nl_settings(wc):
+    exp = NL["experiments"][wc.experiment]
+    return {"selection": exp["selection"], "label_by": exp["label_by"],
+            "reference_train_loss": NL["reference_train_loss"], "norms": jsonable(NL["norms"]),
+            "first_bias_in_norm": NL["first_bias_in_norm"], "device": config.get("device", "auto")}
+
+
+def nl_points(name):
+    return f"{NL_DIR}/{name}/points.csv"
+
+
+if study_enabled("normalized_loss"):
+    nl_check_config()
+    NL_EXPERIMENTS = sorted(NL.get("experiments", {}))
+    NL_ACTIVE_FIGURES = [f for f, exp in NL_FIGURES.items() if exp in NL_EXPERIMENTS]
+    FIGURES.extend(f"{NL_FIGS}/{f}.png" for f in NL_ACTIVE_FIGURES)
+
+    rule nl_postprocess:
+        input:
+            unpack(nl_post_inputs),
+        output:
+            points=f"{NL_DIR}/{{experiment}}/points.csv",
+            max_logits=f"{NL_DIR}/{{experiment}}/max_logits.h5",
+        params:
+            runs=nl_post_runs,
+            settings=nl_settings,
+            code=source_hash(NL_LIB),
+        log:
+            f"results/logs/normalized_loss/postprocess_{{experiment}}.log",
+        wildcard_constraints:
+            experiment=_alternation(NL_EXPERIMENTS),
+        threads: config["threads"]
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        script:
+            "../workflow_scripts/normalized_loss_postprocess.py"
+
+    rule nl_fits:
+        input:
+            points=[nl_points(e) for e in NL_EXPERIMENTS],
+        output:
+            fits=f"{NL_DIR}/fits.csv",
+            correlations=f"{NL_DIR}/correlations.csv",
+        params:
+            experiments=NL_EXPERIMENTS,
+            code=source_hash(NL_LIB),
+        log:
+            "results/logs/normalized_loss/fits.log",
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../workflow_scripts/normalized_loss_fits.py"
+
+    def nl_figure_inputs(wc):
+        experiment = NL_FIGURES[wc.name]
+        inputs = {"points": nl_points(experiment), "fits": f"{NL_DIR}/fits.csv",
+                  "correlations": f"{NL_DIR}/correlations.csv"}
+        if wc.name.startswith(("fig19", "fig20")):
+            inputs["max_logits"] = f"{NL_DIR}/{experiment}/max_logits.h5"
+        return inputs
+
+    rule nl_figure:
+        input:
+            unpack(nl_figure_inputs),
+        output:
+            f"{NL_FIGS}/{{name}}.png",
+        params:
+            code=lambda wc: source_hash(NL_FIG_LIB, wc.name),
+        log:
+            f"results/logs/normalized_loss/{{name}}.log",
+        wildcard_constraints:
+            name=_alternation(NL_ACTIVE_FIGURES),
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../workflow_scripts/normalized_loss_figure.py"

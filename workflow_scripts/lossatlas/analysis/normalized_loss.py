@@ -47,19 +47,8 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 
-# Experiments the figures read (the study config lists which runs each holds; see the study schema).
-EXPERIMENT_FIGURES = {
-    "bn_corruption": ("fig01", "fig04"),
-    "bn_init": ("fig02", "fig05"),
-    "bn_corruption_many_classes": ("fig09", "fig11"),
-    "bn_init_many_classes": ("fig10", "fig12"),
-    "conv3_corruption": ("fig03", "fig13", "fig17"),
-    "conv3_natural": ("fig06", "fig15", "fig16"),
-    "conv3_stop": ("fig14", "fig18"),
-    "conv3_wide_init": ("fig07", "fig08", "fig19", "fig20"),
-}
-
-
+# The experiments (names fixed; the study config says which runs each holds) and the figures drawn from each
+# are listed in rules/normalized_loss.smk (NL_FIGURES), which must not import this module.
 
 def _fit(figure: str, panel: str, experiment: str, x: str, y: str, points: str,
          paper: tuple[float, float, float, float, float] | None = None) -> dict[str, Any]:
@@ -204,7 +193,8 @@ def select_checkpoints(train_ce: np.ndarray, valid: np.ndarray, epochs: np.ndarr
     """One checkpoint index per member.
 
     ``train_ce``, ``valid``: (M, C); ``epochs``: (C,). Modes:
-    - ``reference``: among valid checkpoints at epoch > ``first_epoch`` (clean training, after pretraining),
+    - ``reference``: among valid checkpoints at epoch > ``first_epoch`` (clean training: the engine counts
+      epochs of the main phase only, so 0 excludes the state after pretraining),
       argmin_e |L_train(θ_e) − reference| (normalized_loss_linear.txt Fig 1: "we pick a network that is
       closest to an arbitrarily … chosen reference training loss (0.006 here)");
     - ``final``: the last valid checkpoint (runs trained for a fixed number of epochs, Figs 3, 6, 7; and runs
@@ -425,7 +415,7 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
     import pandas as pd
 
     from lossatlas.datasets import load_dataset
-    from lossatlas.training import load_checkpoint_model
+    from lossatlas.evaluation import load_checkpoint_model
 
     device = _resolve_device(settings.get("device", "auto"))
     norms = settings["norms"]
@@ -448,9 +438,10 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
             valid = f["checkpoints/valid"][:]
             epochs = f["checkpoints/epoch"][:]
             diverged = f["status/diverged"][:] if "status/diverged" in f else np.zeros(len(members), bool)
-        first_epoch = float(spec["pretrain"]["epochs"]) if spec.get("pretrain") else 0.0
+        # Epochs count the clean phase only (training.py): epoch 0 is the initialisation or the end of the
+        # pretraining, never a candidate snapshot.
         chosen = select_checkpoints(train_ce, valid, epochs, settings["selection"],
-                                    settings.get("reference_train_loss"), first_epoch)
+                                    settings.get("reference_train_loss"), first_epoch=0.0)
         for m, seed in enumerate(members):
             where = f"{run['metrics']} member seed {seed}"
             if diverged[m]:
@@ -519,6 +510,17 @@ def measure_snapshot(model, xs: dict, ys: dict, norms: list[dict], first_bias_in
             if name == "fro" and s == "train" and max_logits is not None:
                 max_logits.append((raw[s].max(axis=1), logits.max(axis=1)))
     return out
+
+
+def histogram_point(points) -> int:
+    """Row of the network whose max logits Figs 19/20 show: the natural-label point with the smallest init σ
+    (default initialisation counts as smallest), lowest seed first. The paper does not say which of its MNIST
+    networks it shows (App. F)."""
+    nat = points[points["kind"] == "natural"]
+    if nat.empty:
+        raise ValueError("no natural-label point for the max-logit histograms")
+    order = nat.assign(_s=nat["sigma"].fillna(-1.0)).sort_values(["_s", "seed", "recipe"])
+    return int(order.index[0])
 
 
 # ----------------------------------------------------------------------------------------------- tables

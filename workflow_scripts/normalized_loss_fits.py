@@ -1,0 +1,13 @@
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lossatlas.analysis.normalized_loss import fit_table  # noqa: E402
+from lossatlas.entry import setup  # noqa: E402
+
+setup(snakemake, threads=1)
+fit_table(
+    dict(zip(snakemake.params.experiments, snakemake.input.points, strict=True)),
+    out_fits=snakemake.output.fits,
+    out_correlations=snakemake.output.correlations,
+)

@@ -225,8 +225,9 @@ def phase_checkpoints(epochs: np.ndarray, c_train: np.ndarray, bimodality_test: 
     not give them. Choice:
     (i) initialisation = epoch 0; (ii) beginning of learning = the checkpoint in (0, min(10, E/3)] epochs
     where most train examples sit at consistency 0 and fewest at 1 (max of frac(c=0) − frac(c=1));
-    (iii) bi-modality = the checkpoint after (ii) and before the last with the lowest test-set Pearson
-    measure; (iv) end of learning = the last checkpoint.
+    (iii) bi-modality = the checkpoint after (ii), in the first half of training, with the lowest test-set
+    Pearson measure (the phase that "often lasts until the end"; the first half keeps it apart from (iv));
+    (iv) end of learning = the last checkpoint.
     """
     epochs = np.asarray(epochs, dtype=np.float64)
     last = len(epochs) - 1
@@ -237,6 +238,7 @@ def phase_checkpoints(epochs: np.ndarray, c_train: np.ndarray, bimodality_test: 
     zero_minus_one = (c_train[window] == 0).mean(axis=1) - (c_train[window] == 1).mean(axis=1)
     begin = int(window[int(np.argmax(zero_minus_one))])
     middle = np.arange(begin + 1, last)
+    middle = middle[epochs[middle] <= max(epochs[-1] / 2, epochs[min(begin + 1, last)])]
     b = np.asarray(bimodality_test, dtype=np.float64)
     finite = middle[np.isfinite(b[middle])] if middle.size else middle
     bimodal = int(finite[int(np.argmin(b[finite]))]) if finite.size else max(begin, (begin + last) // 2)
@@ -276,6 +278,9 @@ def example_patterns(epochs: np.ndarray, consistency: np.ndarray) -> list[tuple[
     take(-speed, "falls to 0 and stays")
     early = c[(ep >= 1) & (ep <= 3)] if np.any((ep >= 1) & (ep <= 3)) else trained[:1]
     take(early.max(axis=0) - final, "starts near 1, then drops to 0")
+    i = picks[-1][0]
+    if early[:, i].max() < 0.8 or final[i] > 0.2:  # no example shows the pattern: say so in the label
+        picks[-1] = (i, f"largest early drop (max {early[:, i].max():.2f} -> {final[i]:.2f})")
     take(-np.abs(speed - np.nanmedian(speed)), "intermediate")
     return picks
 

@@ -165,7 +165,7 @@ def fig04cd_matched_epochs_2d(inputs: dict, options: dict, out_path: str) -> Non
     targets = options.get("matched_accuracies")
     if not targets:
         lo, hi = max(acc_a.min(), acc_b.min()), min(acc_a.max(), acc_b.max())
-        targets = [lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3]
+        targets = [lo + 0.5 * (hi - lo), lo + 0.9 * (hi - lo)]
     roles = options["roles"]
     fig, axes = plt.subplots(1, len(targets), figsize=(4.4 * len(targets), 4.4), squeeze=False)
     for ax, target, letter in zip(axes[0], targets, "cdefgh", strict=False):
@@ -427,6 +427,7 @@ def fig11_example_trajectories(inputs: dict, options: dict, out_path: str) -> No
         ax.plot(s["epoch"], c[:, i], marker=".", color=color, label=f"id {s['train']['id'][i]}: {label}")
     ax.axhline(1 / int(s["attrs"]["num_classes"]), color="grey", ls=":", lw=0.8, label="chance")
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("consistency c^e (train)")
     ax.set_ylim(-0.03, 1.03)
@@ -450,6 +451,7 @@ def robustness_moves(inputs: dict, options: dict, out_path: str) -> None:
         if which == "random":
             ax.plot(s["epoch"], s["test"]["accuracy"], ls="--", color="black", label="whole test set")
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy on the moved examples")
     ax.set_ylim(-0.03, 1.03)

@@ -1,0 +1,130 @@
+"""Fault injection: a training job killed with SIGKILL, or stopped with SIGTERM, resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lossatlas.training import train_run
+from tests.engine_helpers import make_classification_h5, make_spec
+
+REPO = Path(__file__).resolve().parents[1]
+CHILD = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+import torch
+torch.set_num_threads(1)
+from lossatlas.training import train_run
+spec, data, out, work = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+train_run(spec, data, out, work)
+"""
+
+pytestmark = pytest.mark.slow
+
+
+def reference(spec: dict, data: Path, tmp_path: Path) -> Path:
+    """The uninterrupted run, in this process (same thread count as the children: 1)."""
+    torch.set_num_threads(1)
+    out = tmp_path / "ref.h5"
+    train_run(spec, data, out, tmp_path / "ref_work")
+    return out
+
+
+def start(spec: dict, data: Path, out: Path, work: Path) -> subprocess.Popen:
+    env = {**os.environ, "LOSSATLAS_STATE_EVERY_S": "0", "PYTHONPATH": str(REPO / "workflow_scripts")}
+    return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec), str(data), str(out), str(work)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoints(work: Path, count: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list((work / "ckpt").glob("*.pt"))) >= count and (work / "state.pt").exists():
+            return
+        assert proc.poll() is None, f"the job ended before it could be interrupted:\n{proc.stderr.read()}"
+        time.sleep(0.02)
+    raise AssertionError("no checkpoints appeared")
+
+
+def file_content(path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        out["attrs"] = dict(f.attrs)
+    return out
+
+
+def assert_same(a: Path, b: Path) -> None:
+    ca, cb = file_content(a), file_content(b)
+    assert ca.keys() == cb.keys()
+    for k in ca:
+        if k == "attrs":
+            assert {x: str(v) for x, v in ca[k].items()} == {x: str(v) for x, v in cb[k].items()}
+        else:
+            np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_classification_h5(tmp_path_factory.mktemp("data") / "big.h5", n_train=800, n_test=10)
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(tmp_path, data):
+    # Two members one after another (loop), so the kill lands inside some member's run.
+    spec = make_spec(seeds=[0, 1], epochs=8, batch_size=8, vectorize="never",
+                     checkpoints={"every": 1, "within_epochs": 2, "per_epoch": 3})
+    ref, out, work = reference(spec, data, tmp_path), tmp_path / "out.h5", tmp_path / "work"
+
+    proc = start(spec, data, out, work)
+    wait_for_checkpoints(work, 8, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert not out.exists() and (work / "state.pt").exists()
+
+    proc = start(spec, data, out, work)
+    assert proc.wait(120) == 0
+    assert "resuming at" in proc.stderr.read()
+    assert not work.exists()
+    assert_same(ref, out)
+
+
+def test_sigterm_saves_state_exits_nonzero_and_resumes(tmp_path, data):
+    spec = make_spec(seeds=[0, 1, 2], epochs=8, batch_size=8, vectorize="always", dtype="float32")
+    ref, out, work = reference(spec, data, tmp_path), tmp_path / "out.h5", tmp_path / "work"
+
+    proc = start(spec, data, out, work)
+    wait_for_checkpoints(work, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 143
+    assert not out.exists() and (work / "state.pt").exists()
+
+    proc = start(spec, data, out, work)
+    assert proc.wait(120) == 0
+    assert "resuming at" in proc.stderr.read()
+    assert_same(ref, out)
+
+
+def test_state_of_another_spec_is_discarded(tmp_path, data):
+    spec = make_spec(seeds=[0], epochs=6, batch_size=8)
+    out, work = tmp_path / "out.h5", tmp_path / "work"
+    proc = start(spec, data, out, work)
+    wait_for_checkpoints(work, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    changed = {**spec, "optimizer": {**spec["optimizer"], "lr": 0.01}}
+    proc = start(changed, data, out, work)
+    assert proc.wait(120) == 0
+    err = proc.stderr.read()
+    assert "discarding a resume state" in err and "resuming at" not in err
+    assert_same(reference(changed, data, tmp_path), out)

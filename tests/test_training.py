@@ -212,3 +212,24 @@ def test_probe_learning_rates(tmp_path, blobs):
     assert [r["lr"] for r in results] == [1e4, 0.1, 0.01]
     assert results[0]["diverged"] and math.isnan(results[0]["final_loss"])
     assert not results[2]["diverged"] and results[2]["final_loss"] > 0
+
+
+@pytest.mark.parametrize(("kind", "kwargs", "torch_cls"), [
+    ("sgd", {"momentum": 0.0}, lambda p, lr: torch.optim.SGD(p, lr=lr)),
+    ("sgd", {"momentum": 0.9, "weight_decay": 1e-3},
+     lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=1e-3)),
+    ("adam", {}, lambda p, lr: torch.optim.Adam(p, lr=lr)),
+    ("adadelta", {"weight_decay": 1e-2}, lambda p, lr: torch.optim.Adadelta(p, lr=lr, weight_decay=1e-2)),
+])
+def test_optimizers_match_torch_optim(kind, kwargs, torch_cls):
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    ours, ref = start.clone().requires_grad_(), start.clone().requires_grad_()
+    opt_ours, opt_ref = T.Optimizer([ours], kind, 0.1, **kwargs), torch_cls([ref], 0.1)
+    for i in range(5):
+        target = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+        for p, opt in ((ours, opt_ours), (ref, opt_ref)):
+            opt.zero_grad()
+            ((p - target) ** 2 * (i + 1)).sum().backward()
+            opt.step()
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-14)

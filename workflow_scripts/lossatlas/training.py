@@ -70,6 +70,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -176,16 +177,71 @@ def learning_rate(optimizer: dict, base_lr: float, epoch: int) -> float:
     raise ValueError(f"optimizer.schedule.kind: unknown {kind!r}")
 
 
-def make_optimizer(params: Sequence[torch.Tensor], optimizer: dict, lr: float) -> torch.optim.Optimizer:
-    kind = optimizer["name"]
-    wd = float(optimizer.get("weight_decay", 0.0) or 0.0)
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(optimizer.get("momentum", 0.0) or 0.0), weight_decay=wd)
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if kind == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optimizer.name: unknown optimizer {kind!r} (sgd | adam | adadelta)")
+class Optimizer:
+    """SGD (momentum), Adam and AdaDelta with exactly torch.optim's update rules (defaults: Adam betas (0.9, 0.999),
+    eps 1e-8; AdaDelta rho 0.9, eps 1e-6; L2 weight decay added to the gradient), as plain elementwise tensor
+    code: torch.optim's first use imports torch._dynamo, which costs seconds of start-up in every training job.
+    Elementwise updates are what make one optimizer over stacked members equal one optimizer per member."""
+
+    def __init__(self, params: Sequence[torch.Tensor], kind: str, lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0):
+        if kind not in ("sgd", "adam", "adadelta"):
+            raise ValueError(f"optimizer.name: unknown optimizer {kind!r} (sgd | adam | adadelta)")
+        self.params = list(params)
+        self.kind, self.lr, self.momentum, self.weight_decay = kind, float(lr), float(momentum), float(weight_decay)
+        self.step_count = 0
+        self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        t = self.step_count
+        for p, st in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            g = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
+            if self.kind == "sgd":
+                if self.momentum != 0:
+                    if "momentum_buffer" not in st:
+                        st["momentum_buffer"] = g.detach().clone()
+                    else:
+                        st["momentum_buffer"].mul_(self.momentum).add_(g)
+                    g = st["momentum_buffer"]
+                p.add_(g, alpha=-self.lr)
+            elif self.kind == "adam":
+                beta1, beta2, eps = 0.9, 0.999, 1e-8
+                if not st:
+                    st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+                st["exp_avg"].lerp_(g, 1 - beta1)
+                st["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+                denom = (st["exp_avg_sq"].sqrt() / math.sqrt(bias2)).add_(eps)
+                p.addcdiv_(st["exp_avg"], denom, value=-self.lr / bias1)
+            else:  # adadelta
+                rho, eps = 0.9, 1e-6
+                if not st:
+                    st["square_avg"], st["acc_delta"] = torch.zeros_like(p), torch.zeros_like(p)
+                st["square_avg"].mul_(rho).addcmul_(g, g, value=1 - rho)
+                std = st["square_avg"].add(eps).sqrt_()
+                delta = st["acc_delta"].add(eps).sqrt_().div_(std).mul_(g)
+                st["acc_delta"].mul_(rho).addcmul_(delta, delta, value=1 - rho)
+                p.add_(delta, alpha=-self.lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step_count, "lr": self.lr, "state": [dict(st) for st in self.state]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count, self.lr = int(state["step"]), float(state["lr"])
+        self.state = [dict(st) for st in state["state"]]
+
+
+def make_optimizer(params: Sequence[torch.Tensor], optimizer: dict, lr: float) -> Optimizer:
+    return Optimizer(params, optimizer["name"], lr, momentum=float(optimizer.get("momentum", 0.0) or 0.0),
+                     weight_decay=float(optimizer.get("weight_decay", 0.0) or 0.0))
 
 
 def batch_loss(loss: str, outputs: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -492,7 +548,7 @@ class BlockTrainer:
         assert self.work_dir is not None
         return self.work_dir / "ckpt" / f"g{group:05d}_c{index:06d}.pt"
 
-    def _save_state(self, pos: Position, group: Any, optimizer: torch.optim.Optimizer | None,
+    def _save_state(self, pos: Position, group: Any, optimizer: Optimizer | None,
                     acc: dict | None) -> None:
         """Save the resume state; ``group=None`` marks a boundary between groups (nothing to restore but status)."""
         if self.work_dir is None:
@@ -587,8 +643,7 @@ class BlockTrainer:
             for epoch in range(pos.epoch, phase.epochs):
                 if not active.any():
                     break
-                for pg in optimizer.param_groups:
-                    pg["lr"] = learning_rate(opt_cfg, self.lr, epoch)
+                optimizer.lr = learning_rate(opt_cfg, self.lr, epoch)
                 perm = torch.stack([
                     torch.randperm(phase.data.n, generator=torch.Generator().manual_seed(
                         derive_seed(self.seeds[m], "data", phase.name, epoch)))
@@ -598,7 +653,7 @@ class BlockTrainer:
                     xb = phase.data.inputs(index)
                     yb = phase.data.y[index]
                     losses = batch_loss(self.loss, group.forward(xb), yb, self.num_classes)
-                    optimizer.zero_grad(set_to_none=True)
+                    optimizer.zero_grad()
                     losses.sum().backward()
                     optimizer.step()
                     acc["sum"] += losses.detach().to(torch.float64) * index.shape[1]
@@ -664,7 +719,7 @@ class BlockTrainer:
         with atomic_path(self._ckpt_path(gi, index)) as tmp:
             torch.save(weights, tmp)
 
-    def _maybe_save(self, pos: Position, group: Any, optimizer: torch.optim.Optimizer, acc: dict) -> None:
+    def _maybe_save(self, pos: Position, group: Any, optimizer: Optimizer, acc: dict) -> None:
         if time.monotonic() - self._last_save >= self.state_every_s:
             self._save_state(pos, group, optimizer, acc)
 

@@ -1,0 +1,245 @@
+"""Universality study: the overlap measure, the learning-rate rule, the analysis tables and the figures,
+on synthetic curves shaped like metrics.h5 (contract: lossatlas/evaluation.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+
+import h5py
+import numpy as np
+import pytest
+
+from lossatlas.analysis import universality as uni
+
+ROLES = {"cifar10": "digits", "imagenet20": "synth20", "random_labels": "digits_rl", "random_pixels": "digits_rp",
+         "sgd": "sgd", "sgdm": "sgdm", "shallow": ["fc1"], "width_recipe": "widths"}
+PAIR_METRICS = ["ce", "mse", "err01", "lp_inf"]
+
+
+# ------------------------------------------------------------------------------------------ overlap measure
+
+
+def test_identical_curves_have_zero_residual():
+    x = np.linspace(0.05, 2.3, 40)
+    y = 0.9 * (x / 2.3) ** 0.5
+    model = uni.isotonic_fit(np.concatenate([x, x]), np.concatenate([y, y]))
+    D, n = uni.curve_residual(model, x, y, (0.05, 0.8))
+    assert D == pytest.approx(0.0, abs=1e-12)
+    assert n > 10
+
+
+def test_shifted_curve_residual_is_the_shift():
+    x = np.linspace(0.0, 1.0, 101)
+    reference = x.copy()
+    model = uni.isotonic_fit(x, reference)  # fit on the reference group only ("between")
+    D_ref, _ = uni.curve_residual(model, x, reference, (0.05, 0.8))
+    D_other, n = uni.curve_residual(model, x, reference + 0.1, (0.05, 0.8))
+    assert D_ref == pytest.approx(0.0, abs=1e-12)
+    assert D_other == pytest.approx(0.1, abs=1e-12)
+    # only points with f̂(x) in [0.05, 0.8] of the fitted range count: x = 0.05 ... 0.80
+    assert n == 76
+
+
+def test_pooled_fit_splits_a_shift_between_two_curves():
+    x = np.linspace(0.0, 1.0, 51)
+    model = uni.isotonic_fit(np.concatenate([x, x]), np.concatenate([x, x + 0.2]))
+    D, _ = uni.curve_residual(model, x, x, (0.1, 0.7))
+    assert D == pytest.approx(0.1, abs=1e-9)
+
+
+def test_residual_ignores_points_outside_the_reference_x_range():
+    model = uni.isotonic_fit(np.linspace(0, 1, 11), np.linspace(0, 1, 11))
+    D, n = uni.curve_residual(model, np.array([2.0, 3.0]), np.array([0.5, 0.5]), (0.0, 1.0))
+    assert math.isnan(D) and n == 0
+
+
+def test_truncate_at_minimum_keeps_the_monotone_part():
+    import pandas as pd
+
+    frame = pd.DataFrame({"checkpoint": [0, 1, 2, 3, 4], "ce": [2.0, 1.0, 0.5, 0.7, 0.9]})
+    assert uni.truncate_at_minimum(frame, "ce")["checkpoint"].tolist() == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------------------------- lr rule
+
+
+def test_lr_choice_is_the_largest_rate_that_does_not_diverge():
+    table = [{"lr": 2.0**-5, "diverged": True, "final_loss": float("nan")},
+             {"lr": 2.0**-6, "diverged": False, "final_loss": float("inf")},  # not finite: diverged
+             {"lr": 2.0**-7, "diverged": False, "final_loss": 0.9},
+             {"lr": 2.0**-8, "diverged": False, "final_loss": 1.1},
+             {"lr": 2.0**-10, "diverged": False, "final_loss": 1.9}]
+    assert uni.choose_learning_rate(table) == 2.0**-7
+    # order of the table does not matter
+    assert uni.choose_learning_rate(list(reversed(table))) == 2.0**-7
+
+
+def test_lr_choice_fails_clearly_when_everything_diverges():
+    with pytest.raises(ValueError, match="every candidate rate diverged"):
+        uni.choose_learning_rate([{"lr": 0.5, "diverged": True, "final_loss": 3.0}])
+
+
+def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
+    calls = {}
+
+    def fake_probe(spec, dataset_path, candidates, epochs):
+        calls.update(spec=spec, candidates=candidates, epochs=epochs)
+        return [{"lr": lr, "diverged": lr > 0.1, "final_loss": 1.0 if lr <= 0.1 else float("nan")}
+                for lr in candidates]
+
+    monkeypatch.setitem(sys.modules, "lossatlas.training", types.SimpleNamespace(probe_learning_rates=fake_probe))
+    spec = {"optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [0.5, 0.25, 0.125, 0.0625]},
+            "dataset": "digits"}
+    out = tmp_path / "probe.json"
+    uni.lr_probe(spec, "data/digits.h5", str(out), epochs=2, seed=3)
+    result = json.loads(out.read_text())
+    assert result["lr"] == 0.0625
+    assert len(result["probe"]) == 4
+    assert calls["spec"]["seeds"] == [3] and calls["epochs"] == 2
+
+
+def test_lr_probe_needs_candidates(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lossatlas.training", types.SimpleNamespace(probe_learning_rates=None))
+    with pytest.raises(ValueError, match="lr_candidates"):
+        uni.lr_probe({"optimizer": {"name": "sgd", "lr": "probe"}}, "x.h5", str(tmp_path / "p.json"), 2, 0)
+
+
+# ------------------------------------------------------------------------------------------------ panels
+
+
+def test_every_paper_figure_has_its_panels():
+    panels = uni.figure_panels(ROLES, PAIR_METRICS)
+    count = {}
+    for p in panels:
+        count[p.figure] = count.get(p.figure, 0) + 1
+    assert count == {"fig01": 4, "fig02": 4, "fig03": 2, "fig04": 2, "fig05": 4, "fig06": 4, "fig07": 2,
+                     "fig08": 4, "fig09": 4, "fig10": 4, "fig11": 4, "fig12": 4, "fig13": 2, "fig14": 2,
+                     "fig15": 4, "fig16": 4}
+    fig15 = [p for p in panels if p.figure == "fig15"]
+    # Figs 15/16 order their panels differently from Fig 1: (b) is MSE with SGDm
+    assert fig15[1].losses == ("mse_softmax",) and fig15[1].optimizers == ("sgdm",)
+    assert len(fig15[0].pairs) == 6  # all pairs of 4 metrics
+
+
+# ---------------------------------------------------------------------------------- synthetic metrics.h5
+
+
+def _write_metrics(path, seeds, err_of_ce, speed, n_ckpt=25, split_gap=0.0):
+    """A metrics.h5 whose curves follow err01 = err_of_ce(ce) exactly (so D measures only the f's)."""
+    M, C = len(seeds), n_ckpt
+    with h5py.File(path, "w") as h5:
+        h5["members"] = np.array(seeds)
+        h5["checkpoints/epoch"] = np.arange(C, dtype=float)
+        h5["checkpoints/step"] = np.arange(C)
+        h5["checkpoints/examples_seen"] = np.arange(C) * 100
+        h5["checkpoints/valid"] = np.ones((M, C), bool)
+        for split, gap in (("train", 0.0), ("test", split_gap)):
+            t = np.linspace(0, 1, C)[None, :] ** (1 / speed) * np.ones((M, 1))
+            ce_train = 2.3 * (1 - 0.97 * t)
+            err = err_of_ce(ce_train)
+            ce = ce_train + gap * t  # test loss lags behind: a different f per architecture
+            for name, values in (("ce", ce), ("mse", 0.9 * ce / 2.3), ("err01", err), ("acc", 1 - err),
+                                 ("lp_inf", 0.95 * np.sqrt(ce / 2.3))):
+                h5[f"{split}/summary/{name}"] = values
+
+
+def _fixture_runs(tmp_path):
+    runs, paths = [], []
+
+    def add(recipe, dataset, arch, opt, loss, seeds, f, speed, gap=0.0):
+        path = tmp_path / f"{recipe}_{dataset}_{arch}_{opt}_{loss}.h5"
+        _write_metrics(path, seeds, f, speed, split_gap=gap)
+        runs.append({"recipe": recipe, "dataset": dataset, "arch": arch, "optimizer": opt, "loss": loss})
+        paths.append(str(path))
+
+    universal = lambda ce: 0.9 * (ce / 2.3) ** 0.7  # noqa: E731
+    random_f = lambda ce: 0.9 * (ce / 2.3) ** 0.15  # noqa: E731
+    shallow_f = lambda ce: 0.9 * (ce / 2.3) ** 2.0  # noqa: E731
+    for i, arch in enumerate(["mlp", "cnn", "fc1"]):
+        for opt in ("sgd", "sgdm"):
+            for loss in ("ce", "mse_softmax"):
+                f = shallow_f if arch == "fc1" else universal
+                add("main", "digits", arch, opt, loss, [0, 1], f, 1 + i, gap=0.3 * i)
+                add("main", "synth20", arch, opt, loss, [0, 1], f, 1 + i)
+                if arch != "fc1":
+                    add("random", "digits_rl", arch, opt, loss, [0], random_f, 1 + i)
+                    add("random", "digits_rp", arch, opt, loss, [0], random_f, 1 + i)
+    for width in (4, 16):
+        for loss in ("ce", "mse_softmax"):
+            add("widths", "digits", f"w{width}", "sgd", loss, [0], universal, 2)
+    return paths, runs
+
+
+def _dataset_files(tmp_path):
+    out = {}
+    for name, k in (("digits", 10), ("synth20", 20), ("digits_rl", 10), ("digits_rp", 10)):
+        path = tmp_path / f"{name}.h5"
+        with h5py.File(path, "w") as h5:
+            h5["train/x"] = np.zeros((12, 1, 8, 8), np.float32)
+            h5["test/x"] = np.zeros((6, 1, 8, 8), np.float32)
+            h5.attrs["num_classes"] = k
+            h5.attrs["derivation"] = "{}"
+        out[name] = str(path)
+    return out
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uni")
+    paths, runs = _fixture_runs(tmp)
+    widths = {"w4": 4, "w16": 16}
+    result = uni.analyse(paths, runs, _dataset_files(tmp), ROLES, PAIR_METRICS, [0.05, 0.8], widths,
+                         str(tmp / "analysis"))
+    return tmp / "analysis", result
+
+
+def test_analysis_separates_what_the_paper_says_differs(analysed):
+    out, head = analysed
+    for name in uni.ANALYSIS_FILES:
+        assert (out / name).exists(), name
+    within = head["within_architectures_train"]["cifar10 (fig01)"]
+    assert within["max"] < 1e-9  # every deep architecture follows the same f exactly
+    fc1 = head["fc1_vs_deep (fig05, fit on deep nets)"]
+    assert fc1["reference"]["max"] < 1e-9 and fc1["others"]["mean"] > 0.05
+    for key in ("random pixels (fig15, fit on cifar10 role)", "random labels (fig16, fit on cifar10 role)"):
+        across = head["across_datasets"][key]
+        assert across["reference"]["max"] < 1e-9 and across["others"]["mean"] > 0.1
+    seeds = head["across_seeds (fit on first seed)"]["fig11"]
+    assert seeds["others"]["max"] < 1e-9
+    # the fixture's test curves are bent differently per architecture, so test residuals exceed train ones
+    tt = head["train_vs_test"]
+    assert tt["cifar10 test (fig02)"]["mean"] > tt["cifar10 train (fig01)"]["mean"] + 0.01
+
+
+def test_table_one_reads_the_dataset_files(analysed):
+    import pandas as pd
+
+    table = pd.read_csv(analysed[0] / uni.DATASETS_FILE)
+    row = table[table["dataset"] == "synth20"].iloc[0]
+    assert row["paper_role"] == "IMAGENET-20" and row["classes"] == 20 and row["train_examples"] == 12
+
+
+@pytest.mark.parametrize("function", ["fig01_train_loss_vs_error", "fig05_deep_vs_shallow",
+                                      "fig16_pairs_across_random_labels", "table01_datasets"])
+def test_figure_functions_draw_from_the_analysis(analysed, tmp_path, function):
+    from PIL import Image
+
+    from lossatlas.figures import universality as figs
+
+    out = tmp_path / f"{function}.png"
+    figs.draw(function, analysed[0], out)
+    with Image.open(out) as img:
+        width, height = img.size
+        pixels = np.asarray(img.convert("L"))
+    assert width > 500 and height > 200
+    assert pixels.std() > 10  # not a blank canvas
+
+
+def test_unknown_figure_function_is_an_error(analysed, tmp_path):
+    from lossatlas.figures import universality as figs
+
+    with pytest.raises(ValueError, match="no figure function"):
+        figs.draw("fig99_nothing", analysed[0], tmp_path / "x.png")

@@ -153,22 +153,22 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, snakefi
               timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """One snakemake invocation on ``workdir`` (so runs never touch the repository's results/)."""
     snakefile = snakefile or REPO / "Snakefile"
-    cmd = [SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir), "--cores", "2"]
-    if configfile is not None:
+    cmd = [SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir), "--cores", "2", *args]
+    if configfile is not None:  # last: --configfile takes several values and would swallow the targets
         cmd += ["--configfile", str(configfile)]
     full_env = dict(os.environ, LOSSATLAS_STATE_EVERY_S="0", **(env or {}))
-    return subprocess.run(cmd + list(args), cwd=snakefile.parent, env=full_env, capture_output=True, text=True,
+    return subprocess.run(cmd, cwd=snakefile.parent, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
 
 
 def start_snakemake(workdir: Path, *args: str, configfile: Path | None = None,
                     env: dict | None = None) -> subprocess.Popen:
     """Start snakemake in its own process group (so the whole tree can be killed like a preempted node)."""
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     full_env = dict(os.environ, LOSSATLAS_STATE_EVERY_S="0", **(env or {}))
-    return subprocess.Popen(cmd + list(args), cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 

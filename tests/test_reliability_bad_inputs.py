@@ -136,8 +136,6 @@ def test_the_dataset_loader_detects_content_that_does_not_match_its_hash(tmp_pat
         load_dataset(bad, verify=True)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: training._load reads datasets with verify=False, so a dataset "
-                                       "whose content no longer matches its content_hash trains silently")
 def test_training_refuses_a_dataset_whose_content_does_not_match_its_hash(tmp_path, digits):
     bad = _tampered(digits, tmp_path / "bad.h5")
     _train_fails(SPEC, bad, tmp_path / "run", DatasetError, "content hash mismatch")
@@ -181,8 +179,6 @@ def test_evaluation_refuses_a_damaged_checkpoints_file(tmp_path, digits, trained
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoints.h5"], "a failed evaluation left files"
 
 
-@pytest.mark.xfail(strict=True, reason="engine: evaluate_run / load_checkpoint_model open checkpoints.h5 with a "
-                                       "bare h5py.File, whose errors do not say which file is damaged")
 def test_a_damaged_checkpoints_file_is_named_in_the_error(tmp_path, digits, trained):
     bad = _truncate(trained, tmp_path / "checkpoints.h5")
     with pytest.raises(Exception, match=str(bad)):
@@ -210,9 +206,6 @@ def test_training_refuses_a_bad_learning_rate_file(tmp_path, digits, content):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="engine: an unreadable _work/state.pt (disk error) makes every retry fail "
-                                       "in torch.load; it should be discarded with a warning, like a state of "
-                                       "another spec")
 def test_an_unreadable_resume_state_is_discarded(tmp_path, digits, trained):
     run_dir = tmp_path / "run"
     (run_dir / "_work").mkdir(parents=True)

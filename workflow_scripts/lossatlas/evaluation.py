@@ -54,6 +54,16 @@ SCHEMA_VERSION = 1
 _MEMBER_READ_LIMIT = 256 << 20  # read a member's whole weight history at once below this many bytes
 
 
+def open_checkpoints(path: str | os.PathLike) -> Any:
+    """Open checkpoints.h5 for reading; a damaged file raises an OSError that names it."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise OSError(f"{path}: cannot read the checkpoints file (damaged or incomplete? retrain): {exc}") from exc
+
+
 def _build(attrs: dict, spec: dict, device: torch.device) -> nn.Module:
     from lossatlas.models import build_model
 
@@ -72,9 +82,7 @@ def load_checkpoint_model(checkpoints_path: str | os.PathLike, seed: int, index:
 
     Raises ValueError if the seed is not a member or the checkpoint is invalid (member stopped / diverged).
     """
-    import h5py
-
-    with h5py.File(checkpoints_path, "r") as f:
+    with open_checkpoints(checkpoints_path) as f:
         spec = json.loads(f.attrs["spec"])
         members = [int(s) for s in f["members"][:]]
         if int(seed) not in members:
@@ -139,8 +147,8 @@ def evaluate_run(spec: dict, checkpoints_path: str | os.PathLike, dataset_path: 
     ecfg = {"splits": ["train", "test"], "lp": [1, 2, "inf"], "full_softmax": False, "batch_size": 128,
             **(spec.get("eval") or {})}
     lp = list(ecfg["lp"])
-    ds = load_dataset(dataset_path)
-    with h5py.File(checkpoints_path, "r") as ck, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+    ds = load_dataset(dataset_path, verify=True)
+    with open_checkpoints(checkpoints_path) as ck, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
         attrs = dict(ck.attrs)
         if attrs.get("dataset_hash") and attrs["dataset_hash"] != ds.attrs.get("content_hash"):
             raise ValueError(f"{checkpoints_path} was trained on dataset hash {attrs['dataset_hash']}, but "

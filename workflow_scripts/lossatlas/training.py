@@ -570,8 +570,12 @@ class BlockTrainer:
         path = self.work_dir / "state.pt"
         if not path.exists():
             return None
-        payload = torch.load(path, map_location=self.device, weights_only=False)
-        if payload.get("key") != self.key:
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:  # a damaged state (disk error, partial copy) must not block every retry
+            log.warning("discarding an unreadable resume state %s (%s: %s)", path, type(exc).__name__, exc)
+            return None
+        if not isinstance(payload, dict) or payload.get("key") != self.key:
             log.info("discarding a resume state of a different spec/dataset in %s", self.work_dir)
             return None
         return payload
@@ -788,7 +792,7 @@ def _resolve_lr(optimizer: dict, lr_path: str | os.PathLike | None) -> float:
 def _load(path: str | os.PathLike) -> Any:
     from lossatlas.datasets import load_dataset
 
-    return load_dataset(path)
+    return load_dataset(path, verify=True)  # a tampered or corrupted dataset must not train silently
 
 
 def _dataset_hash(ds: Any) -> str:

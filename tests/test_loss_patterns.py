@@ -116,6 +116,9 @@ def test_objective_clamps_white_cells_at_threshold():
     loss.backward()
     torch.testing.assert_close(ce_black.grad, torch.tensor([0.5, 0.5]))
     torch.testing.assert_close(ce_white.grad, torch.tensor([-0.5, 0.0]))  # above the clamp: no gradient
+    terms = lp.mpo_cell_terms(torch.tensor([1.0, 3.0, 2.0, 4.0]), torch.tensor([True, True, False, False]), 2, 2,
+                              2.5)
+    assert float(terms.sum()) == pytest.approx(float(loss))  # per-cell shares add up to eq. 3
     empty = torch.zeros(0)
     assert float(lp.mpo_objective(torch.tensor([2.0]), empty, 2.5)) == pytest.approx(2.0)
 
@@ -183,6 +186,11 @@ def test_fitting_planes_together_equals_fitting_each_alone():
     lp.fit_plane(alone, x, y, masks[0], settings, seed=4)
     torch.testing.assert_close(alone.w_origin, together[0].w_origin)
     torch.testing.assert_close(alone.scale, together[0].scale)
+    # Accumulating gradients over passes of 3 cells is exact (eq. 3 is a sum of per-cell terms).
+    chunked = [_plane(seed=s) for s in (0, 1)]
+    lp.fit_planes(chunked, x, y, masks, lp.FitSettings(**{**settings.__dict__, "cells_per_pass": 3}), seed=4)
+    for a, b in zip(chunked, together, strict=True):
+        torch.testing.assert_close(a.phi_right, b.phi_right)
 
 
 # -------------------------------------------------------------------------------------- summaries, figures

@@ -195,6 +195,15 @@ def mpo_objective(ce_black, ce_white, white_ce_clamp: float):
     return black - white
 
 
+def mpo_cell_terms(ce, is_black, n_black, n_white, white_ce_clamp: float):
+    """Each drawn cell's share of eq. 3: CE/|black| for a black cell, −min(CE, clamp)/|white| for a white one;
+    their sum over a plane's drawn cells is ``mpo_objective``. ``n_black`` / ``n_white``: the drawn cells of
+    each colour of the cell's plane (numbers or per-cell tensors)."""
+    black_term = ce / torch.clamp(torch.as_tensor(n_black), min=1)
+    white_term = -torch.clamp(ce, max=white_ce_clamp) / torch.clamp(torch.as_tensor(n_white), min=1)
+    return torch.where(is_black, black_term, white_term)
+
+
 class Plane(torch.nn.Module):
     """A 2-D plane in the weight space of ``model``: θ = {w_O, w_up, φ_right, s}, 3n + 1 trainable numbers.
 
@@ -277,6 +286,9 @@ class FitSettings:
 
     ``cells_per_update`` cells of EACH colour are drawn per iteration (the released config draws 50 black and
     50 white; the paper says "50 cells per update"), all evaluated on one shared data mini-batch.
+    ``cells_per_pass`` bounds how many cells go through one forward/backward pass (gradients are accumulated
+    over passes, which is exact because eq. 3 is a sum of per-cell terms); None = all drawn cells at once.
+    ``eval_points_per_pass`` does the same for landscape evaluation.
     """
 
     iterations: int
@@ -286,6 +298,8 @@ class FitSettings:
     white_ce_clamp: float = 2.5
     scale_init: float = 0.1
     log_every: int = 10
+    cells_per_pass: int | None = None
+    eval_points_per_pass: int = 64
 
     @classmethod
     def from_config(cls, cfg: dict) -> FitSettings:
@@ -332,30 +346,44 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
     n_train = len(y_train)
     histories = [{"iteration": [], "objective": [], "ce_black": [], "ce_white": [], "scale": []} for _ in planes]
     for it in range(settings.iterations):
-        weights, counts = [], []
-        for plane, (coords, black, white), gen in zip(planes, layout, cell_generators, strict=True):
+        # The drawn cells of every plane, as parallel lists: plane index, cell index, colour, colour counts.
+        owner, cell, black_flag, counts = [], [], [], []
+        for i, ((_, black, white), gen) in enumerate(zip(layout, cell_generators, strict=True)):
             cells_b = _sample(black, settings.cells_per_update, gen)
             cells_w = _sample(white, settings.cells_per_update, gen)
-            cells = torch.cat([cells_b, cells_w]).to(device)
-            weights.append(plane.weights(coords[cells]))
+            owner += [i] * (len(cells_b) + len(cells_w))
+            cell += cells_b.tolist() + cells_w.tolist()
+            black_flag += [True] * len(cells_b) + [False] * len(cells_w)
             counts.append((len(cells_b), len(cells_w)))
         batch = torch.randint(n_train, (min(settings.batch_size, n_train),), generator=data_generator).to(device)
-        logits = planes[0].logits_of(torch.cat(weights), x_train[batch])  # (Σ cells, B, C)
-        targets = y_train[batch].expand(len(logits), -1)
-        ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-        ce_cell = ce.view(len(logits), -1).mean(dim=1)
-        losses, start = [], 0
-        for n_b, n_w in counts:
-            ce_b, ce_w = ce_cell[start : start + n_b], ce_cell[start + n_b : start + n_b + n_w]
-            losses.append((mpo_objective(ce_b, ce_w, settings.white_ce_clamp), ce_b.detach(), ce_w.detach()))
-            start += n_b + n_w
+        xb, yb = x_train[batch], y_train[batch]
         optimizer.zero_grad(set_to_none=True)
-        torch.stack([loss for loss, _, _ in losses]).sum().backward()
+        ce_all = torch.empty(len(cell), device=device)
+        step = settings.cells_per_pass or len(cell)
+        for start in range(0, len(cell), step):
+            part = range(start, min(start + step, len(cell)))
+            # Items are ordered by plane, so each plane's cells in this pass form one contiguous run.
+            pieces = []
+            for i in sorted({owner[j] for j in part}):
+                idx = torch.tensor([cell[j] for j in part if owner[j] == i], device=device)
+                pieces.append(planes[i].weights(layout[i][0][idx]))
+            weights = torch.cat(pieces)
+            logits = planes[0].logits_of(weights, xb)  # (cells in this pass, B, C): one vmapped pass
+            ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), yb.expand(len(part), -1).flatten(),
+                                                   reduction="none").view(len(part), -1).mean(dim=1)
+            flags = torch.tensor([black_flag[j] for j in part], device=device)
+            n_b = torch.tensor([counts[owner[j]][0] for j in part], device=device)
+            n_w = torch.tensor([counts[owner[j]][1] for j in part], device=device)
+            terms = mpo_cell_terms(ce, flags, n_b, n_w, settings.white_ce_clamp)
+            terms.sum().backward()
+            ce_all[start : start + len(part)] = ce.detach()
         optimizer.step()
         if it % settings.log_every == 0 or it == settings.iterations - 1:
-            for history, plane, (loss, ce_b, ce_w) in zip(histories, planes, losses, strict=True):
+            owner_t, flag_t = torch.tensor(owner, device=device), torch.tensor(black_flag, device=device)
+            for i, (history, plane) in enumerate(zip(histories, planes, strict=True)):
+                ce_b, ce_w = ce_all[(owner_t == i) & flag_t], ce_all[(owner_t == i) & ~flag_t]
                 history["iteration"].append(it)
-                history["objective"].append(float(loss.detach()))
+                history["objective"].append(float(mpo_objective(ce_b, ce_w, settings.white_ce_clamp)))
                 history["ce_black"].append(float(ce_b.mean()) if len(ce_b) else math.nan)
                 history["ce_white"].append(float(ce_w.mean()) if len(ce_w) else math.nan)
                 history["scale"].append(float(plane.scale.detach()))
@@ -482,7 +510,7 @@ def run_search(spec: dict, dataset_path: str, out_h5: str, out_json: str) -> dic
     maps = {}
     for split in ("train", "test"):
         x, y, _ = load_split_tensors(dataset_path, split, device, spec.get("eval_examples"))
-        ce, acc = evaluate_plane(plane, coords, x, y, settings.batch_size)
+        ce, acc = evaluate_plane(plane, coords, x, y, settings.batch_size, settings.eval_points_per_pass)
         maps[split] = {"ce": ce.reshape(mask.shape), "acc": acc.reshape(mask.shape)}
     summary = {"search": spec["search"], "picture": spec["picture"], "dataset": spec["dataset"],
                "architecture": spec["architecture"]["name"], "grid": int(spec["grid"]),
@@ -537,7 +565,8 @@ def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
                         device) for _ in fills]
     histories = fit_planes(planes, x_train, y_train, masks, settings, seed)
     for p, mask, plane, history in zip(fills, masks, planes, histories, strict=True):
-        ce, acc = evaluate_plane(plane, coords, x_test, y_test, settings.batch_size)
+        ce, acc = evaluate_plane(plane, coords, x_test, y_test, settings.batch_size,
+                                 settings.eval_points_per_pass)
         acc_b, acc_w = _cell_means(acc, mask)
         log.info("%s seed %d p %.2f: acc black %.3f white %.3f (s = %.4f)", spec["variant"], seed, p, acc_b,
                  acc_w, float(plane.scale.detach()))

@@ -1,7 +1,8 @@
 # Rules of the normalized_loss study (figures are appended to FIGURES).
 # Liao et al., A Surprising Linear Relationship Predicts Test Performance in Deep Networks: one post-processing
 # job per experiment (snapshot selection, BN absorption, layerwise normalisation, losses; imports torch), one
-# fit table, one job per figure. Library: lossatlas/analysis/normalized_loss.py, lossatlas/figures/normalized_loss.py.
+# fit table, one job per figure. Post-processing reads checkpoints.h5 only (it measures the training loss of
+# every checkpoint itself, in float64), so this study needs no evaluate jobs. Library: lossatlas/analysis/normalized_loss.py, lossatlas/figures/normalized_loss.py.
 
 NL = study_config("normalized_loss")
 NL_DIR = "results/analysis/normalized_loss"
@@ -64,7 +65,6 @@ def nl_check_config():
 def nl_post_inputs(wc):
     inputs = {}
     for i, run in enumerate(nl_experiment_runs(wc.experiment)):
-        inputs[f"metrics{i}"] = run.metrics
         inputs[f"checkpoints{i}"] = run.checkpoints
         inputs[f"data{i}"] = dataset_h5(run.dataset)
     return inputs
@@ -76,7 +76,7 @@ def nl_post_runs(wc):
     for run in nl_experiment_runs(wc.experiment):
         names = [run.dataset] + ([run.spec["pretrain"]["dataset"]] if run.spec.get("pretrain") else [])
         out.append({"recipe": run.recipe, "dataset": run.dataset, "arch": run.arch, "spec": jsonable(run.spec),
-                    "checkpoints": run.checkpoints, "metrics": run.metrics, "data": dataset_h5(run.dataset),
+                    "checkpoints": run.checkpoints, "data": dataset_h5(run.dataset),
                     "dataset_specs": {n: jsonable(DATASETS[n]) for n in names}})
     return out
 
@@ -84,7 +84,8 @@ def nl_post_runs(wc):
 def nl_settings(wc):
     exp = NL["experiments"][wc.experiment]
     return {"selection": exp["selection"], "label_by": exp["label_by"],
-            "reference_train_loss": NL["reference_train_loss"], "norms": jsonable(NL["norms"]),
+            "reference_train_loss": NL["reference_train_loss"], "stop_train_loss": exp["stop_train_loss"],
+            "norms": jsonable(NL["norms"]),
             "first_bias_in_norm": NL["first_bias_in_norm"], "device": config.get("device", "auto")}
 
 

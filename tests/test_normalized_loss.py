@@ -161,11 +161,24 @@ def test_select_checkpoints():
     valid = np.array([[True] * 5, [True, True, True, True, False]])
     epochs = np.array([0.0, 1, 2, 3, 4])
     assert nl.select_checkpoints(ce, valid, epochs, "reference", 0.006).tolist() == [3, 1]
-    # Pretraining checkpoints (epoch ≤ 1) are not eligible.
-    assert nl.select_checkpoints(ce, valid, epochs, "reference", 0.006, first_epoch=1).tolist() == [3, 3]
+    # Epoch 0 (initialisation / end of pretraining) is never selected, however close.
+    ce0 = ce.copy()
+    ce0[:, 0] = 0.006
+    assert nl.select_checkpoints(ce0, valid, epochs, "reference", 0.006).tolist() == [3, 1]
     assert nl.select_checkpoints(ce, valid, epochs, "final").tolist() == [4, 3]
     with pytest.raises(ValueError):
         nl.select_checkpoints(ce, valid, epochs, "closest")
+
+
+def test_select_checkpoints_stop_rule():
+    # Epoch-mean training loss per epoch 1..4; a fractional (within-epoch) checkpoint is not a stopping point.
+    epochs = np.array([0.0, 0.5, 1, 2, 3, 4])
+    valid = np.ones((2, 6), bool)
+    epoch_loss = np.array([[0.1, 0.0050, 0.0044, 0.003], [0.1, 0.02, 0.01, 0.009]])
+    got = nl.select_checkpoints(np.zeros((2, 6)), valid[:1], epochs, "stop", 0.0045, epoch_loss[:1])
+    assert got.tolist() == [4]  # epoch 3, the first with mean loss <= 0.0045
+    with pytest.raises(ValueError, match="never reached"):
+        nl.select_checkpoints(np.zeros((2, 6)), valid, epochs, "stop", 0.0045, epoch_loss)
 
 
 def test_point_label():

@@ -189,37 +189,51 @@ def psi_overlay(ce: np.ndarray, err: np.ndarray, n: int = 200) -> tuple[np.ndarr
 
 
 def select_checkpoints(train_ce: np.ndarray, valid: np.ndarray, epochs: np.ndarray, mode: str,
-                       reference: float | None = None, first_epoch: float = 0.0) -> np.ndarray:
+                       target: float | None = None, epoch_loss: np.ndarray | None = None) -> np.ndarray:
     """One checkpoint index per member.
 
-    ``train_ce``, ``valid``: (M, C); ``epochs``: (C,). Modes:
-    - ``reference``: among valid checkpoints at epoch > ``first_epoch`` (clean training: the engine counts
-      epochs of the main phase only, so 0 excludes the state after pretraining),
-      argmin_e |L_train(θ_e) − reference| (normalized_loss_linear.txt Fig 1: "we pick a network that is
-      closest to an arbitrarily … chosen reference training loss (0.006 here)");
+    ``train_ce``, ``valid``: (M, C) training CE and validity of every checkpoint; ``epochs``: (C,) (the engine
+    counts epochs of the clean phase only, so epoch 0 is the initialisation or the end of the pretraining and is
+    never a candidate). Modes:
+    - ``reference``: argmin_e |L_train(θ_e) − target| over valid checkpoints at epoch > 0
+      (normalized_loss_linear.txt Fig 1: "we pick a network that is closest to an arbitrarily … chosen reference
+      training loss (0.006 here)");
     - ``final``: the last valid checkpoint (runs trained for a fixed number of epochs, Figs 3, 6, 7; and runs
-      stopped by ``stop_at_train_loss``, Figs 14, 18, whose last valid checkpoint is the stopping point).
-    Raises if a member has no eligible checkpoint.
+      stopped by the recipe's ``stop_at_train_loss``, whose last valid checkpoint is the stopping point);
+    - ``stop``: the first whole-epoch checkpoint whose epoch-mean training loss ``epoch_loss`` (M, E) is ≤
+      target: the checkpoint the engine's ``stop_at_train_loss`` rule would have stopped at (Figs 14, 18:
+      "SGD … was run on all networks … until each reached approximately 0.0044 ± 0.0001"), read off a run
+      trained longer (training up to that epoch is the same run).
+    Raises naming the member if it has no eligible checkpoint.
     """
     train_ce = np.asarray(train_ce, dtype=np.float64)
-    valid = np.asarray(valid, dtype=bool) & np.isfinite(train_ce)
+    valid = np.asarray(valid, dtype=bool)
     epochs = np.asarray(epochs, dtype=np.float64)
-    chosen = np.empty(train_ce.shape[0], dtype=np.int64)
-    for m in range(train_ce.shape[0]):
+    chosen = np.empty(valid.shape[0], dtype=np.int64)
+    for m in range(valid.shape[0]):
         if mode == "final":
             ok = np.flatnonzero(valid[m])
             if len(ok) == 0:
                 raise ValueError(f"member {m}: no valid checkpoint")
             chosen[m] = ok[-1]
         elif mode == "reference":
-            if reference is None:
+            if target is None:
                 raise ValueError("selection 'reference' needs a reference training loss")
-            ok = np.flatnonzero(valid[m] & (epochs > first_epoch))
+            ok = np.flatnonzero(valid[m] & (epochs > 0) & np.isfinite(train_ce[m]))
             if len(ok) == 0:
-                raise ValueError(f"member {m}: no valid checkpoint after epoch {first_epoch}")
-            chosen[m] = ok[np.argmin(np.abs(train_ce[m, ok] - reference))]
+                raise ValueError(f"member {m}: no valid checkpoint after epoch 0")
+            chosen[m] = ok[np.argmin(np.abs(train_ce[m, ok] - target))]
+        elif mode == "stop":
+            if target is None or epoch_loss is None:
+                raise ValueError("selection 'stop' needs the target loss and the per-epoch training loss")
+            whole = valid[m] & (epochs > 0) & (epochs == np.round(epochs))
+            reached = [c for c in np.flatnonzero(whole) if epoch_loss[m, int(epochs[c]) - 1] <= target]
+            if not reached:
+                raise ValueError(f"member {m}: the epoch-mean training loss never reached {target} "
+                                 f"(lowest {np.nanmin(epoch_loss[m]):.4g}); train longer")
+            chosen[m] = reached[0]
         else:
-            raise ValueError(f"unknown snapshot selection {mode!r} (reference | final)")
+            raise ValueError(f"unknown snapshot selection {mode!r} (reference | final | stop)")
     return chosen
 
 
@@ -402,10 +416,11 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
                            out_logits: str | Path) -> None:
     """Select, post-process and measure one snapshot per member of every run of one experiment.
 
-    ``runs``: one dict per seed block with keys ``recipe, dataset, arch, spec, checkpoints, metrics, data``
-    (paths), ``dataset_specs`` ({name: config entry} for its dataset and pretraining dataset).
-    ``settings``: ``selection`` (reference | final), ``reference_train_loss``, ``label_by``
-    (corruption | init | none), ``norms`` ([{name, p, divisor}], must include ``fro``),
+    ``runs``: one dict per seed block with keys ``recipe, dataset, arch, spec, checkpoints, data`` (paths),
+    ``dataset_specs`` ({name: config entry} for its dataset and pretraining dataset). Only checkpoints.h5 is
+    read (not metrics.h5): 'reference' selection measures the training CE of every checkpoint here, in float64.
+    ``settings``: ``selection`` (reference | final | stop), ``reference_train_loss``, ``stop_train_loss``,
+    ``label_by`` (corruption | init | none), ``norms`` ([{name, p, divisor}], must include ``fro``),
     ``first_bias_in_norm``, ``device``.
     Writes ``out_points`` (CSV, one row per member; columns documented below) and ``out_logits``
     (HDF5: per point, the max logit of the unnormalised and the Frobenius-normalised net on every training
@@ -432,18 +447,23 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
         xs = {s: ds.float_inputs(s) for s in SPLITS}
         ys = {s: ds.split(s)[1] for s in SPLITS}
         label = point_label(spec, run["dataset_specs"])
-        with h5py.File(run["metrics"], "r") as f:
-            members = [int(s) for s in f["members"][:]]
-            train_ce = f["train/summary/ce"][:]
+        with h5py.File(run["checkpoints"], "r") as f:
+            members = [int(v) for v in f["members"][:]]
             valid = f["checkpoints/valid"][:]
             epochs = f["checkpoints/epoch"][:]
-            diverged = f["status/diverged"][:] if "status/diverged" in f else np.zeros(len(members), bool)
-        # Epochs count the clean phase only (training.py): epoch 0 is the initialisation or the end of the
-        # pretraining, never a candidate snapshot.
-        chosen = select_checkpoints(train_ce, valid, epochs, settings["selection"],
-                                    settings.get("reference_train_loss"), first_epoch=0.0)
+            epoch_loss = f["train_log/loss"][:]
+            diverged = f["status/diverged"][:]
+        train_ce = np.full(valid.shape, np.nan)
+        if settings["selection"] == "reference":
+            for m, seed in enumerate(members):
+                for c in np.flatnonzero(valid[m] & (epochs > 0)):
+                    net = load_checkpoint_model(run["checkpoints"], seed, int(c)).double().to(device)
+                    train_ce[m, c] = cross_entropy(forward_logits(net, xs["train"], device), ys["train"])
+        stop = settings["selection"] == "stop"
+        target = settings["stop_train_loss"] if stop else settings["reference_train_loss"]
+        chosen = select_checkpoints(train_ce, valid, epochs, settings["selection"], target, epoch_loss)
         for m, seed in enumerate(members):
-            where = f"{run['metrics']} member seed {seed}"
+            where = f"{run['checkpoints']} member seed {seed}"
             if diverged[m]:
                 raise ValueError(f"{where}: diverged; change the recipe (lr, init) so every member trains")
             index = int(chosen[m])
@@ -452,7 +472,8 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
                        seed=seed, kind=label["kind"], q=label["q"], sigma=label["sigma"],
                        label=_label_text(label["kind"], label["q"], label["sigma"], settings["label_by"]),
                        num_classes=ds.num_classes, checkpoint=index, epoch=float(epochs[index]),
-                       selected_train_ce=float(train_ce[m, index]))
+                       epoch_train_loss=float(epoch_loss[m, int(epochs[index]) - 1]) if epochs[index] >= 1
+                       else math.nan)
             row.update(measure_snapshot(model, xs, ys, norms, settings.get("first_bias_in_norm", True), device,
                                         where, max_logits))
             rows.append(row)

@@ -78,10 +78,11 @@ def _scatter(ax, pts: pd.DataFrame, x: str, y: str, annotate: bool = True) -> No
                             color=color)
 
 
-def _fit_panel(ax, pts: pd.DataFrame, row: pd.Series, title: str, xlabel: str, ylabel: str) -> None:
-    """Scatter of the row's x/y columns with its fitted line over the points it was fitted on."""
-    _scatter(ax, pts, row["x"], row["y"])
+def _fit_panel(ax, pts: pd.DataFrame, row: pd.Series, title: str, xlabel: str, ylabel: str,
+               show_all: bool = False) -> None:
+    """Scatter of the row's x/y columns with its fitted line; only the fitted points unless ``show_all``."""
     fitted = pts if row["points"] == "all" else pts[pts["kind"] == "natural"]
+    _scatter(ax, pts if show_all else fitted, row["x"], row["y"])
     if np.isfinite(row["slope"]) and len(fitted):
         xs = np.linspace(fitted[row["x"]].min(), fitted[row["x"]].max(), 50)
         ax.plot(xs, row["slope"] * xs + row["intercept"], color=FIT, lw=1.2,
@@ -118,22 +119,21 @@ def _four_panels(pts: pd.DataFrame, inputs: dict, figure: str, what: str, out_pa
     """Figs 4, 5, 11, 12: unnormalised loss, product of L2 norms, normalised loss, error vs normalised loss."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     _fit_panel(axes[0, 0], pts, _fit_row(inputs, figure, "top-left (unnormalised)"),
-               "top-left: unnormalised networks", "training loss (CE)", "test loss (CE)")
+               "top-left: unnormalised networks", "training loss (CE)", "test loss (CE)", show_all=True)
     ax = axes[0, 1]
     _scatter(ax, pts, "product_fro", "test_ce")
     ax.set_xscale("log")
     ax.set_title("top-right: test loss vs product of layer Frobenius norms", fontsize=9)
-    ax.set_xlabel("∏_l ‖W_l‖_F (BN absorbed)")
+    ax.set_xlabel("product of layer Frobenius norms ∏ ‖W_l‖_F (BN absorbed)")
     ax.set_ylabel("test loss (CE), unnormalised")
     ax.legend(fontsize=6.5)
     row = _fit_row(inputs, figure, "bottom-left (normalised)")
     _fit_panel(axes[1, 0], pts, row, "bottom-left: layerwise Frobenius-normalised networks",
-               "normalised training loss (CE)", "normalised test loss (CE)")
+               "normalised training loss (CE)", "normalised test loss (CE)", show_all=True)
     ax = axes[1, 1]
-    nat = pts[pts["kind"] == "natural"]
     _scatter(ax, pts, "train_ce_fro", "test_err_fro")
-    if len(nat) >= 2 and np.ptp(nat["train_ce_fro"]) > 0:
-        xs, ys = an.psi_overlay(nat["train_ce_fro"].to_numpy(), nat["test_err_fro"].to_numpy())
+    if len(pts) >= 2 and np.ptp(pts["train_ce_fro"]) > 0:  # over all points: RL gives the chance-error end
+        xs, ys = an.psi_overlay(pts["train_ce_fro"].to_numpy(), pts["test_err_fro"].to_numpy())
         ax.plot(xs, ys, color="purple", lw=1, ls="--", label="ψ(x) = 1 − √(1 − x²), rescaled to the points")
     same = bool(np.all(pts["test_err_fro"] == pts["test_err"]))
     ax.set_title(f"bottom-right: test error vs normalised training loss\n(error unchanged by normalisation: "
@@ -301,7 +301,7 @@ def fig18_product_norm_vs_test_error(inputs: dict, out_path: str) -> None:
         r = row.iloc[0]
         ax.text(0.02, 0.98, f"Pearson r {_fmt(r['pearson_r'], 3)}, Spearman ρ {_fmt(r['spearman_rho'], 3)}, "
                 f"n = {int(r['n'])}", transform=ax.transAxes, va="top", fontsize=7)
-    ax.set_xlabel("‖W‖_product = ∏_l ‖W_l‖_F")
+    ax.set_xlabel("‖W‖_product = ∏ ‖W_l‖_F")
     ax.set_ylabel("test error")
     ax.set_title(f"{PAPER} Fig 18: capacity (product norm) vs test error\n(stopped at equal training loss, "
                  "labels = corruption q)", fontsize=9)

@@ -122,3 +122,17 @@ def test_dataset_mismatch_is_reported(run, tmp_path):
     with pytest.raises(ValueError, match="hash"):
         evaluate_run(spec, checkpoints, other, tmp_path / "m.h5")
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_convolutional_run_in_channels_last_matches_a_plain_forward(tmp_path):
+    data = make_classification_h5(tmp_path / "img.h5", n_train=40, n_test=10, shape=(1, 8, 8))
+    spec = make_spec(seeds=[0], epochs=1, architecture={"name": "cnn", "model": "tiny_cnn", "channels": [4, 4],
+                                                        "pool_after": [0], "batchnorm": True})
+    T.train_run(spec, data, tmp_path / "c.h5", tmp_path / "w")
+    evaluate_run(spec, tmp_path / "c.h5", data, tmp_path / "m.h5")
+    model = load_checkpoint_model(tmp_path / "c.h5", 0, 1)
+    ds = load_dataset(data)
+    with torch.no_grad():
+        p = torch.softmax(model(torch.from_numpy(ds.x_test).double().contiguous()), -1).numpy()
+    with h5py.File(tmp_path / "m.h5") as f:
+        np.testing.assert_allclose(f["test/p_true"][0, 1], p[np.arange(10), ds.y_test], rtol=1e-6)

@@ -46,7 +46,7 @@ from torch import nn
 
 from lossatlas import metrics as M
 from lossatlas.io import atomic_path
-from lossatlas.training import H5Writer, resolve_device, to_device_data, torch_dtype
+from lossatlas.training import H5Writer, channels_last, resolve_device, to_device_data, torch_dtype
 
 log = logging.getLogger("lossatlas.evaluation")
 
@@ -69,7 +69,8 @@ def _build(attrs: dict, spec: dict, device: torch.device) -> nn.Module:
 
     model = build_model(dict(spec["architecture"]), tuple(json.loads(attrs["input_shape"])),
                         int(attrs["num_outputs"]), dropout=bool(spec.get("dropout", True)))
-    return model.to(dtype=torch_dtype(spec.get("dtype", "float32")), device=device).eval()
+    model = model.to(dtype=torch_dtype(spec.get("dtype", "float32")), device=device).eval()
+    return model.to(memory_format=torch.channels_last) if channels_last(model) else model
 
 
 def _state(weights: dict[str, Any], index: int) -> dict[str, torch.Tensor]:
@@ -113,10 +114,11 @@ def _per_example(model: nn.Module, data: Any, batch_size: int, classification: b
     """Every per-example quantity of one network on one split, streamed in batches."""
     n = data.n
     cols: dict[str, list[np.ndarray]] = {}
+    layout = torch.channels_last if channels_last(model) and data.x.dim() == 4 else torch.contiguous_format
     with torch.no_grad():
         for start in range(0, n, batch_size):
             index = torch.arange(start, min(start + batch_size, n), device=data.x.device)
-            z = model(data.inputs(index))
+            z = model(data.inputs(index).contiguous(memory_format=layout))
             y = data.y[index]
             if classification:
                 probs = M.softmax(z)

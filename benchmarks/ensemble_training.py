@@ -188,13 +188,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the block and sequential modes (default: --cores)")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
-    torch.set_num_threads(args.cores if device.type == "cpu" else 1)
+    threads = args.threads or args.cores
+    torch.set_num_threads(threads if device.type == "cpu" else 1)
     archs = architectures()
     peak = matmul_peak_gflops(device)
-    print(f"device {device}, {args.cores} cores, torch {torch.__version__}, float32 matmul peak {peak:.0f} GFLOP/s")
+    print(f"device {device}, {args.cores} cores ({threads} threads in-process), torch {torch.__version__}, "
+          f"float32 matmul peak {peak:.0f} GFLOP/s")
     print(f"N = {args.members} members, batch {BATCH}, {args.steps} steps per member per round, median of "
           f"{args.rounds} alternating rounds; examples/s over all members")
     header = (f"{'model':14s} {'block ex/s':>11s} {'seq ex/s':>10s} {'proc ex/s':>10s} {'GF/s blk':>9s} "

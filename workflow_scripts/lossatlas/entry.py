@@ -32,7 +32,19 @@ def setup(snakemake, threads: int | None = None) -> logging.Logger:
         handlers.append(logging.FileHandler(logs[0], mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers,
                         force=True)
-    return logging.getLogger(f"lossatlas.{getattr(snakemake, 'rule', 'job')}")
+    logger = logging.getLogger(f"lossatlas.{getattr(snakemake, 'rule', 'job')}")
+    sys.excepthook = _log_uncaught(logger)
+    return logger
+
+
+def _log_uncaught(logger: logging.Logger):
+    """An excepthook that writes the error into the rule's log too: on a cluster the job's stderr lands in the
+    scheduler's file, and a rule log that ends without a word about the failure sends users the wrong way."""
+
+    def hook(exc_type, exc, tb) -> None:
+        logger.critical("job failed", exc_info=(exc_type, exc, tb))  # to stderr and the log file
+
+    return hook
 
 
 def _torch_wanted() -> bool:

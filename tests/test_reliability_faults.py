@@ -158,3 +158,186 @@ def test_atomic_path_keeps_the_previous_file_when_a_rewrite_fails(tmp_path):
         raise KeyboardInterrupt
     assert target.read_text().strip().endswith("}") and '"version": 1' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["analysis.json"]
+
+
+def test_an_entry_script_failure_is_written_to_the_rule_log(tmp_path):
+    """lossatlas.entry.setup sends an uncaught exception's traceback into the rule's log file as well."""
+    import sys
+    from types import SimpleNamespace
+
+    from lossatlas.entry import setup
+
+    log_path = tmp_path / "logs" / "train.log"
+    previous = sys.excepthook
+    try:
+        setup(SimpleNamespace(threads=1, log=[str(log_path)], rule="train"))
+        try:
+            raise ValueError("checkpoints.epochs: epoch 99 is beyond the run's 1 epochs")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        sys.excepthook = previous
+        import logging
+
+        for handler in logging.getLogger().handlers[:]:
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    text = log_path.read_text()
+    assert "job failed" in text and "Traceback" in text and "epoch 99 is beyond" in text
+
+
+# ------------------------------------------------------------------------------------- through snakemake
+
+LONG_EPOCHS = 40  # a few seconds of training: long enough to be interrupted after its first checkpoints
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    """tests/configs/tiny.yaml plus a longer recipe (``rel_long``) and one that fails in training (``rel_bad``:
+    a checkpoint epoch beyond the run's epochs), a work directory holding the built dataset (copied per test),
+    and the uninterrupted result of the long run computed by the library directly."""
+    import yaml
+
+    from lossatlas.config import expand_runs, jsonable, validate_config
+
+    from .reliability_helpers import TINY_CONFIG, snakemake
+
+    root = tmp_path_factory.mktemp("workflow")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    recipes = config["studies"]["universality"]["recipes"]
+    base = recipes["tiny"]
+    recipes["rel_long"] = {**base, "losses": ["ce"], "epochs": LONG_EPOCHS, "checkpoints": {"every": 5}}
+    recipes["rel_bad"] = {**base, "losses": ["ce"], "seeds": [0], "epochs": 1, "checkpoints": {"epochs": [99]}}
+    config_path = root / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    runs = {(r.recipe, r.loss): r for r in expand_runs(validate_config(config))}
+    long_run = runs[("rel_long", "ce")]
+    seed_dir = root / "seed"
+    dataset = f"data/{long_run.dataset}.h5"
+    proc = snakemake(seed_dir, dataset, configfile=config_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    reference = root / "reference"
+    spec = jsonable(long_run.spec)
+    for step in (train, evaluate):
+        done = step(spec, seed_dir / dataset, reference)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return {"config": config_path, "seed": seed_dir, "runs": runs, "long": long_run, "reference": reference}
+
+
+def _workdir(workflow, tmp_path: Path) -> Path:
+    import shutil
+
+    workdir = tmp_path / "work"
+    shutil.copytree(workflow["seed"], workdir, symlinks=True)
+    return workdir
+
+
+def _wait_for_progress(run_dir: Path, proc, checkpoints: int = 2) -> None:
+    from .reliability_helpers import wait_for
+
+    ckpt = run_dir / "_work" / "ckpt"
+    wait_for(lambda: (run_dir / "_work" / "state.pt").exists() and ckpt.is_dir()
+             and len([p for p in ckpt.iterdir() if p.suffix == ".pt"]) >= checkpoints,
+             what="training to write its first checkpoints", proc=proc)
+
+
+def _assert_equals_reference(workflow, run_dir: Path) -> None:
+    assert_h5_equal(workflow["reference"] / "checkpoints.h5", run_dir / "checkpoints.h5")
+    assert_h5_equal(workflow["reference"] / "metrics.h5", run_dir / "metrics.h5")
+    assert not (run_dir / "_work").exists()
+
+
+def _train_log(workdir: Path, run) -> str:
+    return (workdir / "results" / "logs" / run.dir / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_killing_the_whole_workflow_mid_training_then_rerunning_gives_the_uninterrupted_result(tmp_path, workflow):
+    """A node lost mid-job: snakemake and its job die together (SIGKILL to the process group)."""
+    from .reliability_helpers import kill_group, snakemake, start_snakemake
+
+    workdir, run = _workdir(workflow, tmp_path), workflow["long"]
+    run_dir = workdir / run.dir
+    proc = start_snakemake(workdir, run.metrics, configfile=workflow["config"])
+    _wait_for_progress(run_dir, proc)
+    kill_group(proc)
+    assert finished_looking_files(run_dir) == []
+    # Snakemake's lock survives a SIGKILL: the next run refuses, naming the remedy, and touches nothing.
+    refused = snakemake(workdir, run.metrics, configfile=workflow["config"])
+    assert refused.returncode != 0 and "--unlock" in refused.stdout + refused.stderr
+    assert snakemake(workdir, "--unlock", configfile=workflow["config"]).returncode == 0
+    rerun = snakemake(workdir, run.metrics, configfile=workflow["config"])
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
+    assert "resuming at" in _train_log(workdir, run)
+    _assert_equals_reference(workflow, run_dir)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_training_job_saves_and_the_retry_resumes(tmp_path, workflow):
+    """SLURM's time limit / preemption: the job gets SIGTERM, saves its state, fails; the retry resumes."""
+    import os
+
+    from .reliability_helpers import cmdline, descendants, snakemake, start_snakemake
+
+    workdir, run = _workdir(workflow, tmp_path), workflow["long"]
+    run_dir = workdir / run.dir
+    proc = start_snakemake(workdir, run.metrics, configfile=workflow["config"])
+    _wait_for_progress(run_dir, proc)
+    jobs = [pid for pid in descendants(proc.pid) if "train.py" in cmdline(pid) and "python" in cmdline(pid)]
+    assert len(jobs) >= 1, [cmdline(p) for p in descendants(proc.pid)]
+    os.kill(jobs[-1], signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Error in rule train" in out, out[-3000:]
+    assert "SIGTERM received" in _train_log(workdir, run)
+    assert (run_dir / "_work" / "state.pt").is_file()
+    assert finished_looking_files(run_dir) == []
+    retry = snakemake(workdir, run.metrics, configfile=workflow["config"])
+    assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
+    assert "resuming at" in _train_log(workdir, run)
+    _assert_equals_reference(workflow, run_dir)
+
+
+@pytest.mark.slow
+def test_a_failing_job_under_keep_going_leaves_every_other_job_complete(tmp_path, workflow):
+    from .reliability_helpers import snakemake
+
+    workdir = _workdir(workflow, tmp_path)
+    good = [workflow["runs"][("tiny", loss)] for loss in ("ce", "mse_softmax")]
+    bad = workflow["runs"][("rel_bad", "ce")]
+    proc = snakemake(workdir, "--keep-going", bad.metrics, *[r.metrics for r in good], configfile=workflow["config"])
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Error in rule train" in log, log[-3000:]
+    # The error is in snakemake's output and in the rule's own log (what a SLURM user opens first).
+    assert "checkpoints.epochs: epoch 99 is beyond" in log
+    assert "checkpoints.epochs: epoch 99 is beyond" in (workdir / "results/logs" / bad.dir / "train.log").read_text()
+    assert not (workdir / bad.dir).exists() or finished_looking_files(workdir / bad.dir) == []
+    for run in good:
+        run_dir = workdir / run.dir
+        assert finished_looking_files(run_dir) == ["checkpoints.h5", "metrics.h5"]
+        assert not (run_dir / "_work").exists()
+        with h5py.File(run_dir / "metrics.h5", "r") as f:
+            assert f["checkpoints/valid"][()].all() and not f["status/diverged"][()].any()
+            for split in ("train", "test"):
+                for name, ds in f[f"{split}/summary"].items():
+                    assert np.isfinite(ds[()]).all(), f"{run.dir}: {split}/summary/{name}"
+    again = snakemake(workdir, "-n", *[r.metrics for r in good], configfile=workflow["config"])
+    assert "Nothing to be done" in again.stdout + again.stderr, "the good jobs must count as finished"
+
+
+@pytest.mark.slow
+def test_a_second_snakemake_on_the_same_directory_is_refused_and_the_first_finishes_intact(tmp_path, workflow):
+    from .reliability_helpers import snakemake, start_snakemake
+
+    workdir, run = _workdir(workflow, tmp_path), workflow["long"]
+    first = start_snakemake(workdir, run.metrics, configfile=workflow["config"])
+    _wait_for_progress(workdir / run.dir, first)
+    # Snakemake refuses twice over: the first's output is marked incomplete, and with --rerun-incomplete the
+    # directory lock still holds.
+    second = snakemake(workdir, run.metrics, configfile=workflow["config"])
+    assert second.returncode != 0 and "Incomplete files" in second.stdout + second.stderr
+    forced = snakemake(workdir, "--rerun-incomplete", run.metrics, configfile=workflow["config"])
+    assert forced.returncode != 0 and "Directory cannot be locked" in forced.stdout + forced.stderr
+    assert first.poll() is None, "the second invocation must not disturb the running one"
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-3000:]
+    _assert_equals_reference(workflow, workdir / run.dir)

@@ -145,13 +145,20 @@ if study_enabled("normalized_loss"):
             inputs["max_logits"] = f"{NL_DIR}/{experiment}/max_logits.h5"
         return inputs
 
+    # Editing a figure function reruns that figure; editing a shared drawing helper reruns them all.
+    NL_FIG_HELPERS_HASH = "".join(
+        source_hash(NL_FIG_LIB, f)
+        for f in ("_save", "_points", "_fit_row", "_fit_text", "_scatter", "_fit_panel", "_sweep_panels",
+                  "_four_panels", "_two_fits", "_max_logit_hist")
+    )
+
     rule nl_figure:
         input:
             unpack(nl_figure_inputs),
         output:
             f"{NL_FIGS}/{{name}}.png",
         params:
-            code=lambda wc: source_hash(NL_FIG_LIB, wc.name),
+            code=lambda wc: source_hash(NL_FIG_LIB, wc.name) + NL_FIG_HELPERS_HASH,
         log:
             f"results/logs/normalized_loss/{{name}}.log",
         wildcard_constraints:

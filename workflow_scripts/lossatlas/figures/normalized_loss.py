@@ -66,6 +66,9 @@ def _fit_text(row: pd.Series) -> str:
 
 def _scatter(ax, pts: pd.DataFrame, x: str, y: str, annotate: bool = True) -> None:
     """Points coloured by kind (natural / RL), each annotated with its label (q, σ, 0 or RL)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # long tick labels (2.30050) must not overlap
     for kind, color, marker in (("natural", NATURAL, "o"), ("RL", RL, "s")):
         sub = pts[pts["kind"] == kind]
         if sub.empty:
@@ -323,8 +326,8 @@ def _max_logit_hist(inputs: dict, which: str, figure: str, paper_mean: float, pa
     ax.set_xlabel(f"max_k f_k(x) of the {which} network")
     ax.set_ylabel("training examples")
     ax.set_title(f"{PAPER} {figure}: max logit of the {which} network over the training set\n"
-                 f"mean {values.mean():.6g}, std {values.std():.6g} (paper: {paper_mean:g}, {paper_std:g}); "
-                 f"net: {r['arch']}, label {r['label']}, seed {r['seed']}", fontsize=8)
+                 f"mean {values.mean():.6g}, std {values.std():.6g} (paper: {paper_mean:g}, {paper_std:g})\n"
+                 f"net: {r['arch']}, init σ label {r['label']}, seed {r['seed']}", fontsize=8)
     _save(fig, out_path)
 
 

@@ -47,7 +47,7 @@ def _hist(ax, values: np.ndarray, n: int, color: str = BLUE, label: str | None =
 
 
 def _epoch_label(epoch: float) -> str:
-    return f"epoch {epoch:g}"
+    return f"epoch {epoch:g}" if float(epoch).is_integer() else f"epoch {epoch:.2f}"
 
 
 def _b(value: float) -> str:
@@ -373,8 +373,10 @@ def fig09_class_hierarchy(inputs: dict, options: dict, out_path: str) -> None:
     s = an.read_scores(inputs["main"])
     if options.get("fig09_epochs"):
         idx = [an.nearest_checkpoint(s["epoch"], e) for e in options["fig09_epochs"]]
-    else:
-        idx = _phases(s, options)[1:]
+    else:  # the first checkpoint where 2 % of the train images reach c = 1, phase (iii), the end
+        at_one = np.flatnonzero((s["train"]["consistency"] == 1).mean(axis=1) >= 0.02)
+        first = int(at_one[0]) if at_one.size else _phases(s, options)[1]
+        idx = sorted({first, *_phases(s, options)[2:]})
     k = int(s["attrs"]["num_classes"])
     colors = plt.get_cmap("tab10")(np.arange(k) % 10)
     n = _n(s)
@@ -399,7 +401,7 @@ def fig10_consistency_over_time(inputs: dict, options: dict, out_path: str) -> N
     """Fig 10 (Supp. C, 'consistency score over time'): c^e of every example (rows, sorted by speed of
     learning, fastest on top) at every checkpoint (columns), train and test."""
     s = an.read_scores(inputs["main"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), layout="constrained")
     ticks = [i for i, e in enumerate(s["epoch"]) if e in (0, 1, 2, 5) or (e >= 10 and e % 10 == 0)]
     for ax, split in zip(axes, an.SPLITS, strict=True):
         order = np.argsort(-s[split]["speed"], kind="stable")

@@ -173,8 +173,8 @@ def fig04_bn_accuracy(inputs: dict, outputs: dict, options: dict) -> None:
     ax.set_xlabel("filling probability p of the random mask")
     ax.set_ylabel("mean test accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{PAPER} Fig 4b: mean accuracy per colour (blue: without BN, red: with BN;\n"
-                 f"solid: black cells, dotted: white cells; {runs} runs)", fontsize=9)
+    ax.set_title(f"{PAPER} Fig 4b: mean test accuracy per colour ({runs} runs)\n"
+                 "blue: without BN, red: with BN; solid: black cells, dotted: white cells", fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, outputs["b"])
 

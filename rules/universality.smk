@@ -34,7 +34,7 @@ UNI_FIGURES = [
 ]
 # Shared drawing helpers: editing one reruns every figure, editing a figure's own function reruns only it.
 UNI_FIG_HELPERS = ["_load", "_save", "_suptitle", "_colors", "_group_label", "_fit_line", "_curve_D",
-                   "_group_summary", "_curve_figure", "_pairs_figure"]
+                   "_group_summary", "_axis_limit", "_curve_figure", "_pairs_figure"]
 # The probe does not depend on these run settings (nor on the seeds), so changing them does not re-probe.
 UNI_PROBE_IGNORES = ("seeds", "epochs", "checkpoints", "eval", "stop_at_train_loss")
 
@@ -56,7 +56,8 @@ def _lr_probe_spec(wc):
 
 def _lr_probe_settings(wc):
     # the probe settings live in the universality study; other studies use its schema defaults
-    return {"epochs": 3, "seed": 0, **(study_config(wc.study).get("lr_probe") or UNI.get("lr_probe") or {})}
+    return {"epochs": 3, "seed": 0, "tolerance": 0.1,
+            **(study_config(wc.study).get("lr_probe") or UNI.get("lr_probe") or {})}
 
 
 rule lr_probe:

@@ -77,6 +77,17 @@ def test_lr_choice_is_the_largest_rate_that_does_not_diverge():
     assert uni.choose_learning_rate(list(reversed(table))) == 2.0**-7
 
 
+def test_lr_choice_with_tolerance_rejects_rates_that_end_worse_than_the_cautious_one():
+    # measured shape (default scale, CNN, SGDm, l_MSE): bounded loss, large rates end worse than small ones
+    table = [{"lr": lr, "diverged": False, "final_loss": loss}
+             for lr, loss in ((0.5, 1.16), (0.25, 1.12), (0.125, 0.53), (0.0625, 0.43), (0.015625, 0.67))]
+    assert uni.choose_learning_rate(table) == 0.5
+    assert uni.choose_learning_rate(table, tolerance=0.1) == 0.125
+    # 0.25 ends within 10 % of the cautious rate's 1.12 here, so it is kept
+    table[-1]["final_loss"] = 1.05
+    assert uni.choose_learning_rate(table, tolerance=0.1) == 0.25
+
+
 def test_lr_choice_fails_clearly_when_everything_diverges():
     with pytest.raises(ValueError, match="every candidate rate diverged"):
         uni.choose_learning_rate([{"lr": 0.5, "diverged": True, "final_loss": 3.0}])
@@ -94,7 +105,7 @@ def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
     spec = {"optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [0.5, 0.25, 0.125, 0.0625]},
             "dataset": "digits"}
     out = tmp_path / "probe.json"
-    uni.lr_probe(spec, "data/digits.h5", str(out), epochs=2, seed=3)
+    uni.lr_probe(spec, "data/digits.h5", str(out), epochs=2, seed=3, tolerance=0.1)
     result = json.loads(out.read_text())
     assert result["lr"] == 0.0625
     assert len(result["probe"]) == 4
@@ -243,3 +254,23 @@ def test_unknown_figure_function_is_an_error(analysed, tmp_path):
 
     with pytest.raises(ValueError, match="no figure function"):
         figs.draw("fig99_nothing", analysed[0], tmp_path / "x.png")
+
+
+def test_lr_probe_with_the_engine_on_digits(tmp_path):
+    """The rule's function end to end with the real engine: a huge rate diverges and is not chosen."""
+    import torch
+
+    from lossatlas.datasets import build_source_dataset
+
+    torch.set_num_threads(1)
+    data = tmp_path / "digits.h5"
+    build_source_dataset("digits", {"source": "digits", "test_fraction": 0.3333, "standardize": True}, str(data))
+    spec = {"dataset": "digits", "architecture": {"name": "fc1", "model": "mlp", "hidden": []},
+            "optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [1.0e4, 0.25, 0.001], "momentum": 0.0},
+            "loss": "ce", "batch_size": 64, "dtype": "float32", "dropout": True, "init": {"scheme": "default"},
+            "vectorize": "auto", "pretrain": None, "device": "cpu"}
+    result = uni.lr_probe(spec, str(data), str(tmp_path / "lr.json"), epochs=1, seed=0, tolerance=0.1)
+    rows = {row["lr"]: row for row in result["probe"]}
+    assert rows[1.0e4]["diverged"]
+    assert result["lr"] == 0.25  # trains faster than 0.001 on digits, so within the tolerance
+    assert json.loads((tmp_path / "lr.json").read_text())["lr"] == 0.25

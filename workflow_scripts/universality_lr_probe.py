@@ -12,4 +12,5 @@ lr_probe(
     out_path=snakemake.output[0],
     epochs=snakemake.params.probe["epochs"],
     seed=snakemake.params.probe["seed"],
+    tolerance=snakemake.params.probe["tolerance"],
 )

@@ -46,7 +46,8 @@ def _suptitle(figure: str, meta: dict) -> str:
     roles = meta["roles"]
     lo, hi = meta["informative_range"]
     return (uni.FIGURE_TITLES[figure].format(**{k: v for k, v in roles.items() if isinstance(v, str)})
-            + f"\nD = mean |y − isotonic fit| over the informative range ({lo:g}–{hi:g} of the fit's range)")
+            + f"\nD = mean |y − isotonic fit| over the informative range ({lo:g}–{hi:g} of the fit's range); "
+            + AXIS_NOTE)
 
 
 def _colors(values) -> dict:
@@ -96,6 +97,20 @@ def _group_summary(D: pd.DataFrame, column: str | None) -> str:
     return "D " + ", ".join(parts)
 
 
+def _axis_limit(frame: pd.DataFrame, metric: str) -> float:
+    """Upper axis limit: 1.5 x the loss at initialisation (median over curves), or the data's maximum if
+    smaller. A run that spikes far above its starting loss (large constant rates) would otherwise squash every
+    other curve into the axis; such points are cut off, and the caption says so."""
+    top = float(frame[metric].max())
+    start = frame[frame["checkpoint"] == 0][metric]
+    if len(start):
+        top = min(top, 1.5 * float(start.median()))
+    return top * 1.04 if top > 0 else 1.0
+
+
+AXIS_NOTE = "axes end at 1.5× the loss at initialisation"
+
+
 # --------------------------------------------------------------------------------- curve figures (1, 2, 5-8)
 
 
@@ -137,6 +152,8 @@ def _curve_figure(analysis_dir: str | Path, figure: str, out_path: str | Path) -
         ax.set_xlabel(f"{split} {uni.metric_label(x)} (training loss)")
         ax.set_ylabel(f"{split} {uni.metric_label(y)}")
         ax.set_title(f"({panel.letter}) {panel.title}", fontsize=10)
+        ax.set_xlim(0, _axis_limit(frame, x))
+        ax.set_ylim(0, _axis_limit(frame, y))
         ax.legend(fontsize=6.5, loc="upper left")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
@@ -192,6 +209,8 @@ def _pairs_figure(analysis_dir: str | Path, figure: str, out_path: str | Path) -
                 ax.text(0.97, 0.03, _group_summary(D, panel.compare_by).replace(", ", "\n"),
                         transform=ax.transAxes, ha="right", va="bottom", fontsize=5.5,
                         bbox={"facecolor": "white", "alpha": 0.75, "lw": 0})
+                ax.set_xlim(0, _axis_limit(frame, x))
+                ax.set_ylim(0, _axis_limit(frame, y))
                 ax.tick_params(labelsize=6)
                 if row == n - 1:
                     ax.set_xlabel(uni.metric_label(x), fontsize=7)

@@ -551,7 +551,8 @@ class BlockTrainer:
         steps = np.asarray(self.ckpt_steps, dtype=np.int64)
         n, spe, b = self.phases[-1].data.n, self.spe, self.batch_size
         epochs_done, within = np.divmod(steps, spe)
-        examples = epochs_done * n + np.minimum(within * b, n)
+        per_epoch = min(spe * b, n)  # n, or n - 1 when a final single-example batch is dropped
+        examples = epochs_done * per_epoch + np.minimum(within * b, per_epoch)
         return {"epoch": steps / spe, "step": steps, "examples_seen": examples.astype(np.int64)}
 
     # -- files in work_dir

@@ -33,7 +33,7 @@ UNI_FIGURES = [
     "fig16_pairs_across_random_labels",
 ]
 # Shared drawing helpers: editing one reruns every figure, editing a figure's own function reruns only it.
-UNI_FIG_HELPERS = ["_load", "_save", "_suptitle", "_colors", "_group_label", "_fit_line", "_curve_D",
+UNI_FIG_HELPERS = ["_load", "_save", "_suptitle", "_sort_key", "_colors", "_group_label", "_fit_line", "_curve_D",
                    "_group_summary", "_axis_limit", "_curve_figure", "_pairs_figure"]
 # The probe does not depend on these run settings (nor on the seeds), so changing them does not re-probe.
 UNI_PROBE_IGNORES = ("seeds", "epochs", "checkpoints", "eval", "stop_at_train_loss")

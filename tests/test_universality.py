@@ -274,3 +274,22 @@ def test_lr_probe_with_the_engine_on_digits(tmp_path):
     assert rows[1.0e4]["diverged"]
     assert result["lr"] == 0.25  # trains faster than 0.001 on digits, so within the tolerance
     assert json.loads((tmp_path / "lr.json").read_text())["lr"] == 0.25
+
+
+def test_rules_list_every_figure_function_and_analysis_file():
+    """rules/universality.smk keeps its own lists (the Snakefile does not import numpy); they must match."""
+    import ast
+    from pathlib import Path
+
+    from lossatlas.figures import universality as figs
+
+    rules = (Path(__file__).resolve().parents[1] / "rules" / "universality.smk").read_text()
+    lists = {}
+    for name in ("UNI_FIGURES", "UNI_ANALYSIS_FILES", "UNI_FIG_HELPERS"):
+        start = rules.index(f"{name} = [")
+        lists[name] = ast.literal_eval(rules[start + len(name) + 3: rules.index("]", start) + 1])
+    functions = {n for n in dir(figs) if n.startswith(("fig", "table")) and callable(getattr(figs, n))}
+    assert set(lists["UNI_FIGURES"]) == functions
+    assert lists["UNI_ANALYSIS_FILES"] == list(uni.ANALYSIS_FILES)
+    helpers = {n for n in dir(figs) if n.startswith("_") and not n.startswith("__") and callable(getattr(figs, n))}
+    assert set(lists["UNI_FIG_HELPERS"]) == helpers

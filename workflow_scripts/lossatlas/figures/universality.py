@@ -50,8 +50,12 @@ def _suptitle(figure: str, meta: dict) -> str:
             + AXIS_NOTE)
 
 
+def _sort_key(value):
+    return (isinstance(value, str), value)  # numbers (widths, seeds) numerically, names alphabetically
+
+
 def _colors(values) -> dict:
-    values = sorted(set(values), key=lambda v: (isinstance(v, str), v))
+    values = sorted(set(values), key=_sort_key)
     cmap = plt.get_cmap("tab10" if len(values) <= 10 else "viridis")
     n = max(len(values) - 1, 1)
     return {v: cmap(i if len(values) <= 10 else i / n) for i, v in enumerate(values)}
@@ -127,7 +131,8 @@ def _curve_figure(analysis_dir: str | Path, figure: str, out_path: str | Path) -
         x, y = panel.pairs[0]
         D = _curve_D(data["per_curve"], panel, x, y)
         colors = _colors(frame[panel.color_by].dropna())
-        for i, (keys, g) in enumerate(frame.groupby(uni.CURVE_KEYS)):
+        groups = sorted(frame.groupby(uni.CURVE_KEYS), key=lambda kg: _sort_key(kg[1][panel.color_by].iloc[0]))
+        for i, (keys, g) in enumerate(groups):
             g = g.sort_values("checkpoint")
             value = g[panel.color_by].iloc[0]
             match = D[(D["arch"] == keys[2]) & (D["seed"] == keys[5]) & (D["dataset"] == keys[1])
@@ -241,6 +246,7 @@ def table01_datasets(analysis_dir: str | Path, out_path: str | Path) -> None:
     tab = ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="center")
     tab.auto_set_font_size(False)
     tab.set_fontsize(9)
+    tab.auto_set_column_width(col=list(range(len(header))))
     tab.scale(1, 1.4)
     ax.set_title("Table 1: datasets used (read from the dataset files of this run)", fontsize=10)
     _save(fig, out_path)

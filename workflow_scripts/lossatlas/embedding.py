@@ -30,7 +30,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 ACTIVATIONS = {
     "tanh": (np.tanh, lambda z, h: 1.0 - h * h),
     "sigmoid": (_sigmoid, lambda z, h: h * (1.0 - h)),
-    "relu": (lambda z: np.maximum(z, 0.0), lambda z, h: (z > 0).astype(z.dtype)),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z, h: z > 0),
     "identity": (lambda z: z, lambda z, h: np.ones_like(z)),
 }
 

@@ -14,6 +14,10 @@ GFLOP/s (FLOPs of one training step counted by torch.utils.flop_counter) against
 float32 matmul peak, the ratios block/sequential and block/processes. Final line:
 ``speedup_block_vs_sequential: X`` = the smallest block/sequential ratio over the MLPs measured.
 
+Threads: with another process busy on this 2-core machine, a 2-thread torch process slows down by an order of
+magnitude (threads wait for a descheduled sibling), so on a shared machine compare with ``--threads 1`` (what the
+default config's jobs use: ``threads: 1``).
+
     .venv/bin/python benchmarks/ensemble_training.py              # default models, N = 32
     .venv/bin/python benchmarks/ensemble_training.py --models uni_mlp256 uni_cnn --members 32 --steps 30
 """

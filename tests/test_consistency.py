@@ -167,3 +167,35 @@ def test_ensemble_scores_stacks_blocks(tmp_path):
     cons.index_list("remove", out, tmp_path / "rm2.txt", original_dataset=n_path, iteration=2, steps=2,
                     keep_fraction=0.5)
     assert len(cons.read_ids(tmp_path / "rm2.txt")) == 10
+
+
+def test_move_index_lists_from_scores(tmp_path):
+    rng = np.random.default_rng(2)
+    epochs = [0, 1, 2]
+    y_tr, y_te = rng.integers(0, 3, 40), rng.integers(0, 3, 10)
+    # member predictions: example i is right for the first i//4 members, so speed rises with the id
+    pred_tr = np.array([[np.where(np.arange(40) // 4 > m, y_tr, (y_tr + 1) % 3) for _ in epochs]
+                        for m in range(10)])
+    _write_metrics(tmp_path / "m.h5", list(range(10)), pred_tr, rng.integers(0, 3, (10, 3, 10)), y_tr, y_te,
+                   epochs)
+    cons.ensemble_scores([tmp_path / "m.h5"], tmp_path / "s.h5")
+    for which, expect in (("easiest", [36, 37, 38, 39]), ("hardest", [0, 1, 2, 3])):
+        cons.index_list(f"move_{which}", tmp_path / "s.h5", tmp_path / f"{which}.txt",
+                        original_dataset=tmp_path / "unused.h5", fraction=0.1)
+        assert list(cons.read_ids(tmp_path / f"{which}.txt")) == expect
+    with pytest.raises(ValueError, match="unknown kind"):
+        cons.index_list("shuffle", tmp_path / "s.h5", tmp_path / "x.txt", original_dataset=tmp_path / "u.h5")
+
+
+@pytest.mark.slow
+def test_paper_scale_config_builds_a_dag(snakemake_bin):
+    """configs/consistency.yaml validates and its DAG (40 hard-dataset iterations chained through index
+    files) resolves."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([snakemake_bin, "-n", "--quiet", "rules", "--configfile=configs/consistency.yaml", "--",
+                          "results/analysis/consistency/summary.md"], cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "consistency_index" in out.stdout and "derive_dataset" in out.stdout

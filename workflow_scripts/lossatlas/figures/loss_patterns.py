@@ -85,7 +85,7 @@ def fig01_test_loss_surfaces(inputs: dict, outputs: dict, options: dict) -> None
     """Fig 1a (FashionMNIST role) and 1b (CIFAR-10 role): test loss over the found plane, log colour scale."""
     for panel, role in (("a", "FashionMNIST role"), ("b", "CIFAR-10 role")):
         search = read_search(inputs[panel])
-        fig, ax = plt.subplots(figsize=(5.4, 4.8))
+        fig, ax = plt.subplots(figsize=(6.2, 4.8))
         _surface(fig, ax, search["test"]["ce"], "ce",
                  f"{PAPER} Fig 1{panel} ({role}): test loss on the MPO plane\n{_describe(search)}\n"
                  f"{_stats(search, 'test')}")
@@ -105,7 +105,7 @@ def fig02_pattern_to_accuracy_surface(inputs: dict, outputs: dict, options: dict
     _mask_image(ax, search["mask"], f"{PAPER} Fig 2b: pattern down-sampled to {grid}×{grid}\n"
                 "(black = low-loss cell, white = high-loss cell)")
     _save(fig, outputs["b"])
-    fig, ax = plt.subplots(figsize=(5.4, 4.8))
+    fig, ax = plt.subplots(figsize=(6.2, 4.8))
     _surface(fig, ax, search["test"]["acc"], "acc",
              f"{PAPER} Fig 2c: test accuracy on the found plane\n{_describe(search)}\n{_stats(search, 'test')}")
     _save(fig, outputs["c"])
@@ -138,7 +138,7 @@ def fig03_random_mask_without_with_bn(inputs: dict, outputs: dict, options: dict
     _save(fig, outputs["a"])
     for panel, variant, words in (("b", "without_bn", "without BN"), ("c", "with_bn", "with BN")):
         run = runs[variant]
-        fig, ax = plt.subplots(figsize=(5.4, 4.8))
+        fig, ax = plt.subplots(figsize=(6.2, 4.8))
         _surface(fig, ax, run["ce"], "ce",
                  f"{PAPER} Fig 3{panel}: MPO result {words} ({run['spec']['architecture']['name']})\n"
                  f"test loss; test acc black {run['acc_black']:.2f} / white {run['acc_white']:.2f} "

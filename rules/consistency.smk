@@ -10,6 +10,18 @@ CONS_LIB = f"{LIB}/analysis/consistency.py"
 CONS_FIG_LIB = f"{LIB}/figures/consistency.py"
 
 
+def cons_code(*functions):
+    """Hashes of the analysis functions a rule runs: editing the figure or table code does not re-derive the
+    hard / moved datasets (which would retrain their ensembles)."""
+    return [source_hash(CONS_LIB, f) for f in functions]
+
+
+CONS_SCORE_CODE = cons_code("ensemble_scores", "load_ensemble", "consistency_scores", "consensus_scores",
+                            "label_counts", "modal_labels", "pearson_bimodality", "training_epochs",
+                            "speed_of_learning", "split_halves")
+CONS_READ_CODE = cons_code("read_scores", "read_ids", "nearest_checkpoint", "pearson_r", "training_epochs")
+
+
 def cons_scores_path(ens):
     """scores.h5 of an ensemble given as a dict {recipe, dataset, arch}."""
     return f"{CONS_DIR}/scores/{ens['recipe']}/{ens['dataset']}/{ens['arch']}.h5"
@@ -136,6 +148,16 @@ def cons_figures():
     return figs
 
 
+# Editing one figure function reruns that figure; editing a shared drawing helper reruns them all.
+CONS_FIG_HELPERS_HASH = "".join(
+    source_hash(CONS_FIG_LIB, f)
+    for f in ("_save", "_hist", "_epoch_label", "_b", "_phases", "_score_grid", "_scatter", "_read_classifiers")
+)
+CONS_FIG_ANALYSIS_CODE = CONS_READ_CODE + cons_code(
+    "phase_checkpoints", "example_patterns", "match_epochs", "matched_pair_near", "consistency_histogram_2d",
+    "bimodality_summary", "moved_accuracy")
+
+
 def _cons_figure_inputs(wc):
     figs = cons_figures()
     if wc.figure not in figs:
@@ -169,7 +191,7 @@ rule consistency_scores:
         f"{CONS_DIR}/scores/{{recipe}}/{{dataset}}/{{arch}}.h5",
     params:
         label=lambda wc: f"{wc.recipe}/{wc.dataset}/{wc.arch}",
-        code=source_hash(CONS_LIB),
+        code=CONS_SCORE_CODE,
     log:
         f"results/logs/consistency/scores/{{recipe}}/{{dataset}}/{{arch}}.log",
     wildcard_constraints:
@@ -191,7 +213,8 @@ rule consistency_index:
         f"{CONS_DIR}/index/{{name}}.txt",
     params:
         job=lambda wc: jsonable({k: v for k, v in cons_index_plan()[wc.name].items() if k != "parent"}),
-        code=source_hash(CONS_LIB),
+        code=cons_code("index_list", "removal_count", "rank_easiest_first", "moved_ids", "write_ids",
+                       "_train_size", "read_scores"),
     log:
         f"results/logs/consistency/index/{{name}}.log",
     wildcard_constraints:
@@ -213,7 +236,8 @@ rule consistency_classifiers:
         classifiers=lambda wc: CONS["classifiers"],
         adaboost=lambda wc: CONS["adaboost"],
         cnn_epochs=lambda wc: CONS["figures"]["fig07_epochs"],
-        code=source_hash(CONS_LIB),
+        code=cons_code("other_classifiers", "adaboost_staged_correct", "tercile_groups", "_classifier", "_flat")
+        + CONS_READ_CODE,
     log:
         "results/logs/consistency/classifiers.log",
     resources:
@@ -235,7 +259,7 @@ rule consistency_summary:
         roles=lambda wc: sorted(cons_role_scores()),
         moves=lambda wc: sorted(cons_move_files()),
         cross_pairs=lambda wc: CONS["cross_pairs"],
-        code=source_hash(CONS_LIB),
+        code=cons_code("summary_table", "bimodality_summary", "moved_accuracy") + CONS_READ_CODE,
     log:
         "results/logs/consistency/summary.log",
     resources:
@@ -253,7 +277,7 @@ rule consistency_figure:
     params:
         function=lambda wc: wc.figure,
         options=_cons_figure_options,
-        code=lambda wc: source_hash(CONS_FIG_LIB, wc.figure),
+        code=lambda wc: [source_hash(CONS_FIG_LIB, wc.figure), CONS_FIG_HELPERS_HASH, *CONS_FIG_ANALYSIS_CODE],
     log:
         f"results/logs/consistency/figures/{{figure}}.log",
     wildcard_constraints:

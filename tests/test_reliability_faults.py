@@ -127,6 +127,18 @@ def test_sigterm_saves_the_state_exits_143_and_a_retry_resumes(tmp_path, digits,
     assert_h5_equal(reference[which] / "checkpoints.h5", run_dir / "checkpoints.h5")
 
 
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="io.atomic_path: the temporary of a write killed before its rename stays "
+                                       "beside the output for good (a half checkpoints.h5: GBs at paper scale); "
+                                       "the next write of the same file could remove it")
+def test_a_rerun_removes_the_temporary_that_a_killed_write_left(tmp_path, digits):
+    run_dir = tmp_path / "run"
+    _assert_nothing_finished(run_dir, train(STACKED, digits, run_dir, "write:checkpoints.h5:1"), "write")
+    assert train(STACKED, digits, run_dir).returncode == 0
+    assert not list(run_dir.glob(".checkpoints.h5.*.tmp"))
+
+
+@pytest.mark.slow
 def test_a_resume_state_of_another_spec_is_discarded(tmp_path, digits, reference):
     """A state left by a run with other settings (e.g. the lr was changed after a crash) must not be resumed."""
     run_dir = tmp_path / "run"
@@ -194,8 +206,9 @@ LONG_EPOCHS = 40  # a few seconds of training: long enough to be interrupted aft
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory):
     """tests/configs/tiny.yaml plus a longer recipe (``rel_long``) and one that fails in training (``rel_bad``:
-    a checkpoint epoch beyond the run's epochs), a work directory holding the built dataset (copied per test),
-    and the uninterrupted result of the long run computed by the library directly."""
+    an MLP whose per-layer bias list has the wrong length, which only building the model can tell), a work
+    directory holding the built dataset (copied per test), and the uninterrupted result of the long run computed
+    by the library directly."""
     import yaml
 
     from lossatlas.config import expand_runs, jsonable, validate_config
@@ -207,7 +220,8 @@ def workflow(tmp_path_factory):
     recipes = config["studies"]["universality"]["recipes"]
     base = recipes["tiny"]
     recipes["rel_long"] = {**base, "losses": ["ce"], "epochs": LONG_EPOCHS, "checkpoints": {"every": 5}}
-    recipes["rel_bad"] = {**base, "losses": ["ce"], "seeds": [0], "epochs": 1, "checkpoints": {"epochs": [99]}}
+    config["architectures"]["rel_bad_mlp"] = {"model": "mlp", "hidden": [16], "bias": [True, False, True]}
+    recipes["rel_bad"] = {**base, "architectures": ["rel_bad_mlp"], "losses": ["ce"], "seeds": [0], "epochs": 1}
     config_path = root / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     runs = {(r.recipe, r.loss): r for r in expand_runs(validate_config(config))}
@@ -308,8 +322,9 @@ def test_a_failing_job_under_keep_going_leaves_every_other_job_complete(tmp_path
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Error in rule train" in log, log[-3000:]
     # The error is in snakemake's output and in the rule's own log (what a SLURM user opens first).
-    assert "checkpoints.epochs: epoch 99 is beyond" in log
-    assert "checkpoints.epochs: epoch 99 is beyond" in (workdir / "results/logs" / bad.dir / "train.log").read_text()
+    problem = "architecture 'rel_bad_mlp': bias lists 3 values but the model has 2 Linear layers"
+    assert problem in log
+    assert problem in (workdir / "results/logs" / bad.dir / "train.log").read_text()
     assert not (workdir / bad.dir).exists() or finished_looking_files(workdir / bad.dir) == []
     for run in good:
         run_dir = workdir / run.dir

@@ -289,3 +289,47 @@ def test_plane_over_mpo_cnn_with_offset_bn():
     x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     logits = plane.logits(torch.from_numpy(lp.cell_coordinates(2, 2)), x)
     assert logits.shape == (4, 6, 10) and torch.isfinite(logits).all()
+
+
+def test_uint8_images_are_scaled_and_standardised():
+    from types import SimpleNamespace
+
+    x = np.array([[[[0, 255]]], [[[51, 102]]]], dtype=np.uint8)  # (2, 1, 1, 2)
+    data = SimpleNamespace(task="classification", path="fake.h5", x_train=x, y_train=np.array([0, 1]),
+                           x_test=x, y_test=np.array([1, 0]), attrs={"channel_mean": [0.5], "channel_std": [0.25]})
+    xt, yt = lp.split_tensors(data, "train", "cpu")
+    torch.testing.assert_close(xt[0, 0, 0], torch.tensor([-2.0, 2.0]))  # (0 − 0.5)/0.25, (1 − 0.5)/0.25
+    assert yt.dtype == torch.int64
+    xs, ys = lp.split_tensors(data, "test", "cpu", max_examples=1)
+    assert xs.shape == (1, 1, 1, 2) and len(ys) == 1
+
+
+def test_search_and_bn_jobs_end_to_end(tmp_path):
+    from lossatlas.datasets import build_source_dataset
+
+    data = str(tmp_path / "blobs.h5")
+    build_source_dataset("blobs", {"source": "gaussian_mixture", "n_samples": 300, "n_features": 4,
+                                   "n_classes": 3, "class_sep": 2.0, "cluster_std": 0.5, "test_fraction": 0.3,
+                                   "seed": 0}, data)
+    fit = {"iterations": 20, "lr": 0.01, "batch_size": 32, "cells_per_update": 3}
+    arch = {"name": "m", "model": "mlp", "hidden": [8]}
+    spec = {"search": "s", "picture": "cross", "picture_size": 32, "grid": 5, "dataset": "blobs",
+            "architecture": arch, "fit": fit, "eval_examples": 50, "seed": 0, "device": "cpu"}
+    summary = lp.run_search(spec, data, str(tmp_path / "s.h5"), str(tmp_path / "s.json"))
+    assert summary["trainable_numbers"] == 3 * summary["n_weights"] + 1
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert f["test/ce"].shape == f["train/acc"].shape == f["mask"].shape == (5, 5)
+        assert len(f["log/objective"]) == 3  # iterations 0, 10 and the last
+    paths = {}
+    for variant, bn in (("without_bn", False), ("with_bn", True)):
+        bn_spec = {"variant": variant, "architecture": {**arch, "batchnorm": bn}, "dataset": "blobs",
+                   "mask_size": 4, "fill_probabilities": [0.3, 0.5], "seed": 0, "fit": fit,
+                   "eval_examples": None, "device": "cpu"}
+        paths[variant] = str(tmp_path / f"{variant}.h5")
+        lp.run_bn_experiment(bn_spec, data, paths[variant])
+    with h5py.File(paths["without_bn"]) as f, h5py.File(paths["with_bn"]) as g:
+        np.testing.assert_array_equal(f["masks"][()], g["masks"][()])  # same random masks for both models
+        assert f["test_acc"].shape == (2, 4, 4) and f["acc_black"].shape == (2,)
+    s = lp.summarize_bn_experiment([paths["without_bn"]], [paths["with_bn"]], str(tmp_path / "b.json"),
+                                   str(tmp_path / "b.csv"))
+    assert s["fill_probabilities"] == [0.3, 0.5] and np.isnan(s["with_bn"]["delta_std"]).all()  # one run

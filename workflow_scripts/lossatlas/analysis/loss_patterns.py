@@ -425,16 +425,12 @@ def evaluate_plane(plane: Plane, coords, x, y, batch_size: int, points_per_pass:
 # ---------------------------------------------------------------------------------------------------- jobs
 
 
-def load_split_tensors(dataset_path: str, split: str, device, max_examples: int | None = None,
-                       subset_seed: int = 0):
-    """(x, y) of one split as float32 / int64 tensors on ``device``; uint8 images scaled to [0, 1] and
-    standardised with the file's channel_mean/channel_std. ``max_examples`` keeps a fixed random subset (the
-    same for every job reading this split), to bound the cost of evaluating every cell of the plane."""
-    from lossatlas.datasets import load_dataset
-
-    data = load_dataset(dataset_path)
+def split_tensors(data, split: str, device, max_examples: int | None = None, subset_seed: int = 0):
+    """(x, y) of one split of a loaded dataset as float32 / int64 tensors on ``device``; uint8 images scaled to
+    [0, 1] and standardised with the file's channel_mean/channel_std. ``max_examples`` keeps a fixed random
+    subset (the same for every job reading this split), to bound the cost of evaluating every cell."""
     if data.task != "classification":
-        raise ValueError(f"{dataset_path}: loss_patterns needs a classification dataset, not {data.task}")
+        raise ValueError(f"{data.path}: loss_patterns needs a classification dataset, not {data.task}")
     x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
     if max_examples is not None and max_examples < len(y):
         keep = np.sort(np.random.default_rng(subset_seed).permutation(len(y))[:max_examples])
@@ -445,7 +441,7 @@ def load_split_tensors(dataset_path: str, split: str, device, max_examples: int 
         mean = torch.tensor(data.attrs["channel_mean"]).view(shape)
         std = torch.tensor(data.attrs["channel_std"]).view(shape)
         xt = (xt.float() / 255.0 - mean) / std
-    return xt.float().to(device), torch.from_numpy(y).long().to(device), data
+    return xt.float().to(device), torch.from_numpy(y).long().to(device)
 
 
 def plane_for(arch: dict, input_shape, num_classes: int, scale_init: float, seed: int, device) -> Plane:
@@ -494,13 +490,15 @@ def run_search(spec: dict, dataset_path: str, out_h5: str, out_json: str) -> dic
     """
     import h5py
 
+    from lossatlas.datasets import load_dataset
     from lossatlas.training import resolve_device
 
     device = resolve_device(spec.get("device", "auto"))
     settings = FitSettings.from_config(spec["fit"])
     picture = draw_picture(spec["picture"], int(spec["picture_size"]))
     mask = downsample_picture(picture, int(spec["grid"]))
-    x_train, y_train, data = load_split_tensors(dataset_path, "train", device)
+    data = load_dataset(dataset_path)
+    x_train, y_train = split_tensors(data, "train", device)
     plane = plane_for(spec["architecture"], data.input_shape, data.num_classes, settings.scale_init,
                       int(spec["seed"]), device)
     log.info("search %s: %d cells, n = %d weights, %d trainable numbers", spec["search"], mask.size,
@@ -509,7 +507,7 @@ def run_search(spec: dict, dataset_path: str, out_h5: str, out_json: str) -> dic
     coords = torch.from_numpy(cell_coordinates(*mask.shape)).to(device)
     maps = {}
     for split in ("train", "test"):
-        x, y, _ = load_split_tensors(dataset_path, split, device, spec.get("eval_examples"))
+        x, y = split_tensors(data, split, device, spec.get("eval_examples"))
         ce, acc = evaluate_plane(plane, coords, x, y, settings.batch_size, settings.eval_points_per_pass)
         maps[split] = {"ce": ce.reshape(mask.shape), "acc": acc.reshape(mask.shape)}
     summary = {"search": spec["search"], "picture": spec["picture"], "dataset": spec["dataset"],
@@ -548,13 +546,15 @@ def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
     """
     import h5py
 
+    from lossatlas.datasets import load_dataset
     from lossatlas.training import resolve_device
 
     device = resolve_device(spec.get("device", "auto"))
     settings = FitSettings.from_config(spec["fit"])
     size, seed = int(spec["mask_size"]), int(spec["seed"])
-    x_train, y_train, data = load_split_tensors(dataset_path, "train", device)
-    x_test, y_test, _ = load_split_tensors(dataset_path, "test", device, spec.get("eval_examples"))
+    data = load_dataset(dataset_path)
+    x_train, y_train = split_tensors(data, "train", device)
+    x_test, y_test = split_tensors(data, "test", device, spec.get("eval_examples"))
     coords = torch.from_numpy(cell_coordinates(size, size)).to(device)
     out: dict[str, list] = {k: [] for k in ("masks", "test_ce", "test_acc", "acc_black", "acc_white",
                                             "final_scale", "objective")}

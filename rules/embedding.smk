@@ -54,7 +54,8 @@ if study_enabled("embedding"):
         threads: 1
         resources:
             mem_mb=2000,
-            runtime=lambda wc: 240 if EMB[wc.experiment].get("epochs", 0) > 50000 else 30,
+            # minutes; paper scale: Fig 5 (width 400 on 1,000 MNIST images) runs about 0.1 s per epoch
+            runtime=lambda wc: max(30, EMB[wc.experiment]["epochs"] // (300 if wc.experiment == "fig5" else 3000)),
         script:
             "../workflow_scripts/embedding_analysis.py"
 

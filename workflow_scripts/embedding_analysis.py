@@ -7,4 +7,5 @@ from lossatlas.entry import setup  # noqa: E402
 
 setup(snakemake)
 # params.function names the experiment's function in lossatlas/analysis/embedding.py.
-run_experiment(snakemake.params.function, snakemake.params.cfg, snakemake.input.dataset, snakemake.output.arrays)
+run_experiment(snakemake.params.function, snakemake.params.cfg, snakemake.input.dataset, snakemake.output.arrays,
+               threads=snakemake.threads)

@@ -63,11 +63,16 @@ def _stagnation_point(record: emb.TrainRecord, stag: dict) -> tuple[int, dict]:
     if stretch is None:
         raise ValueError(f"no stagnation stretch found (window {stag['window']}, rel_tol {stag['rel_tol']}, "
                          f"min_length {stag['min_length']}): train longer or loosen the stagnation settings")
-    index = emb.empirical_critical_point(record, stretch)
+    if stag.get("point", "min_grad_norm") == "min_grad_norm":
+        index = emb.empirical_critical_point(record, stretch)
+        where = "the snapshot with the smallest gradient norm"
+    else:  # "stretch_end": the last snapshot of the stretch, just before the loss escapes
+        index = max(i for i, s in enumerate(record.snapshot_steps) if s <= stretch[1])
+        where = "its last snapshot"
     step = int(record.snapshot_steps[index])
     how = {"method": "first stretch where (L_t - L_{t+window}) / L_t < rel_tol for >= min_length steps"
                      + (", skipping a stretch that starts at step 0" if stag["skip_initial"] else "")
-                     + "; inside it, the snapshot with the smallest gradient norm",
+                     + f"; inside it, {where}",
            **stag, "stretch": [int(stretch[0]), int(stretch[1])], "step": step,
            "loss": float(loss[step]), "grad_norm": float(np.ravel(record.grad_norm[step])[0])}
     return index, how
@@ -296,8 +301,8 @@ def fig05_condensation(cfg: dict, dataset_path: str, out_path: str) -> dict:
     (b) cosine similarity of the input weights (incl. bias) of the non-negligible neurons, grouped by
     ``group_neurons``; (c) the reduced net (one neuron per group carrying the group's output weight,
     ``reduce_layer`` with ``reduction_rule``; the group's largest-amplitude neuron is kept, where the paper
-    picks one at random) trained by the same optimiser, its blue dot located the same way (a stretch may start
-    at step 0 here); (d) agreement matrix of the two blue points' predictions on the test split.
+    picks one at random) trained by the same optimiser, its blue dot the snapshot with the smallest gradient
+    norm; (d) agreement matrix of the two blue points' predictions on the test split.
     Inputs are divided by the largest |x| of the training split.
     """
     x, y, attrs = load_xy(dataset_path)
@@ -315,7 +320,12 @@ def fig05_condensation(cfg: dict, dataset_path: str, out_path: str) -> dict:
                                           float(cfg["min_amplitude_fraction"]))
     reduced0 = emb.reduce_layer(blue, 1, groups, cfg["reduction_rule"])
     reduced_record = _train(cfg, reduced0, x, y, "reduced_epochs")
-    red_index, red_how = _stagnation_point(reduced_record, {**cfg["stagnation"], "skip_initial": False})
+    # The reduced net's blue dot: its snapshot with the smallest gradient norm (it 'stagnated after a few steps').
+    red_norms = [float(reduced_record.grad_norm[s]) for s in reduced_record.snapshot_steps]
+    red_index = int(np.argmin(red_norms))
+    red_step = int(reduced_record.snapshot_steps[red_index])
+    red_how = {"method": "snapshot of the reduced run with the smallest gradient norm", "step": red_step,
+               "loss": float(reduced_record.loss[red_step]), "grad_norm": red_norms[red_index]}
     reduced = reduced_record.snapshots[red_index]
     pred_blue = emb.forward(blue, x_test).argmax(axis=1)
     pred_reduced = emb.forward(reduced, x_test).argmax(axis=1)
@@ -347,8 +357,15 @@ def fig05_condensation(cfg: dict, dataset_path: str, out_path: str) -> dict:
 EXPERIMENTS = ("fig01_stagnation", "fig03_hessian_spectra", "fig04_critical_point_diagram", "fig05_condensation")
 
 
-def run_experiment(function: str, cfg: dict, dataset_path: str, out_path: str) -> dict:
-    """Entry point of rule embedding_analysis: run the named experiment function."""
+def run_experiment(function: str, cfg: dict, dataset_path: str, out_path: str, threads: int = 1) -> dict:
+    """Entry point of rule embedding_analysis: run the named experiment function with ``threads`` BLAS threads.
+
+    The limit is applied here because numpy's BLAS reads OMP_NUM_THREADS only when it is first imported; small
+    matrices on a busy machine run several times slower with more threads.
+    """
+    from threadpoolctl import threadpool_limits
+
     if function not in EXPERIMENTS:
         raise ValueError(f"unknown embedding experiment '{function}' (one of {EXPERIMENTS})")
-    return globals()[function](cfg, dataset_path, out_path)
+    with threadpool_limits(limits=threads):
+        return globals()[function](cfg, dataset_path, out_path)

@@ -3,6 +3,7 @@
 # re-evaluate, because evaluation's params carry a hash of the metric code.
 
 RUN_PATTERN = "results/runs/{study}/{recipe}/{dataset}/{arch}/{optimizer}/{loss}/{block}"
+LOG_PATTERN = RUN_PATTERN.replace("results/runs/", "results/logs/runs/", 1)
 
 
 def _train_inputs(wc):
@@ -25,7 +26,7 @@ rule train:
         spec=lambda wc: jsonable(run_of_wildcards(wc).spec),
         work_dir=lambda wc: f"{run_of_wildcards(wc).dir}/_work",
     log:
-        f"results/logs/{RUN_PATTERN}/train.log",
+        f"{LOG_PATTERN}/train.log",
     threads: config["threads"]
     resources:
         mem_mb=lambda wc: run_cost(config, run_of_wildcards(wc).spec).mem_mb,
@@ -44,7 +45,7 @@ rule evaluate:
         spec=lambda wc: jsonable(run_of_wildcards(wc).spec),
         code=source_hash(f"{LIB}/metrics.py") + source_hash(f"{LIB}/evaluation.py"),
     log:
-        f"results/logs/{RUN_PATTERN}/evaluate.log",
+        f"{LOG_PATTERN}/evaluate.log",
     threads: config["threads"]
     resources:
         # Evaluation streams the checkpoints once over train and test: a fraction of training's cost.

@@ -12,6 +12,7 @@ from torch import nn
 
 from lossatlas.models import (
     MODELS,
+    OffsetBatchNorm1d,
     OffsetBatchNorm2d,
     _conv_bn_act,
     build_model,
@@ -376,3 +377,15 @@ def test_build_model_rejects_unknown_models_and_options():
         build_model({"model": "vgg", "depth": 12}, CIFAR, 10)
     with pytest.raises(ValueError, match="unknown activation"):
         build_model({"model": "mlp", "hidden": [3], "activation": "swish"}, (2,), 2)
+
+
+def test_mlp_offset_batchnorm_uses_gamma_plus_offset():
+    model = build_model({"model": "mlp", "hidden": [4], "batchnorm": True, "bn_scale_offset": 0.5}, (3,), 2)
+    initialize(model, {"scheme": "default"}, torch.Generator().manual_seed(0))
+    bn = model[2]
+    assert isinstance(bn, OffsetBatchNorm1d) and bn.offset == 0.5
+    assert float(bn.weight.abs().max()) <= 0.5 and float(bn.weight.std()) > 0  # γ ~ U[-0.5, 0.5]
+    x = torch.randn(16, 4)
+    bn.train()
+    expected = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + bn.eps) * (bn.weight + 0.5) + bn.bias
+    assert torch.allclose(bn(x), expected, atol=1e-5)

@@ -119,7 +119,7 @@ def _per_layer(value: bool | Sequence[bool], n: int, key: str) -> list[bool]:
     return [bool(v) for v in value]
 
 
-class OffsetBatchNorm2d(nn.BatchNorm2d):
+class _OffsetBatchNorm:
     """BatchNorm whose forward pass uses scale γ + offset (loss_patterns_mpo.txt, App. C).
 
     The paper initialises γ from U[-0.5, 0.5] instead of U[0, 1] so that γ has zero mean (Gram-Schmidt on the
@@ -141,6 +141,14 @@ class OffsetBatchNorm2d(nn.BatchNorm2d):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, offset={self.offset}"
+
+
+class OffsetBatchNorm1d(_OffsetBatchNorm, nn.BatchNorm1d):
+    """App. C's re-parametrised BatchNorm for fully connected layers (see ``_OffsetBatchNorm``)."""
+
+
+class OffsetBatchNorm2d(_OffsetBatchNorm, nn.BatchNorm2d):
+    """App. C's re-parametrised BatchNorm for convolutional layers (see ``_OffsetBatchNorm``)."""
 
 
 class BasicBlock(nn.Module):
@@ -223,7 +231,7 @@ def _imagenet_stem(cin: int, cout: int) -> list[nn.Module]:
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *, hidden: Sequence[int] = (),
         batchnorm: bool = False, activation: str = "relu", bias: bool | Sequence[bool] = True,
-        dropout_p: float = 0.0) -> nn.Module:
+        dropout_p: float = 0.0, bn_scale_offset: float = 0.0) -> nn.Module:
     """Fully connected net: flatten → [Linear → (BN) → activation → (Dropout)] per hidden width → Linear(K).
 
     - ``hidden: []`` is FC1 = multinomial logistic regression (universality_patterns.txt §4).
@@ -232,6 +240,8 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *,
       ``[true, false, false]``, or the embedding paper's ``f(x) = Σ_k a_k σ(w_kᵀ x̄)`` with x̄ = [x, 1]
       (hidden bias = the constant input's weight, no output bias): ``[true, false]``
       (embedding_principle.txt §3.2 and §4).
+    - ``bn_scale_offset`` = 0.5 is loss_patterns_mpo.txt App. C's BN re-parametrisation (``OffsetBatchNorm1d``);
+      0 is ordinary BatchNorm.
     """
     widths = [math.prod(input_shape), *(int(h) for h in hidden), num_classes]
     biases = _per_layer(bias, len(widths) - 1, "bias")
@@ -240,7 +250,8 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *,
         layers.append(nn.Linear(fan_in, fan_out, bias=biases[i]))
         if i < len(widths) - 2:
             if batchnorm:
-                layers.append(nn.BatchNorm1d(fan_out))
+                layers.append(OffsetBatchNorm1d(fan_out, bn_scale_offset) if bn_scale_offset else
+                              nn.BatchNorm1d(fan_out))
             layers.append(_activation(activation))
             layers += _dropout(dropout_p, dropout)
     return nn.Sequential(*layers)
@@ -592,7 +603,7 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
       init std).
     - ``scale``: multiplies every Linear/Conv weight after drawing (small-init regimes,
       embedding_principle.txt); biases and BN parameters are not scaled.
-    BatchNorm: γ = 1, β = 0, running statistics reset; for ``OffsetBatchNorm2d`` with offset > 0, γ ~
+    BatchNorm: γ = 1, β = 0, running statistics reset; for ``OffsetBatchNorm1d/2d`` with offset > 0, γ ~
     U[-offset, offset] (loss_patterns_mpo.txt App. C). Draws happen in module order, so a given model, init
     and generator state always give the same weights.
     """

@@ -623,8 +623,9 @@ def summary_table(scores_paths: dict[str, str], classifiers_path: str | Path, mo
     for a, b in cross_pairs:
         if a in sc and b in sc:
             r, p = pearson_r(sc[a]["test"]["speed"], sc[b]["test"]["speed"])
-            row("§4.1 Fig 4b", f"speed of learning r, {a} vs {b}, test", 0.87 if (a, b) == ("main", "small")
-                else None, r, f"p={p:.2g}; paper: ResNet-50 vs AlexNet")
+            first = (a, b) == ("main", "small")
+            row("§4.1 Fig 4b", f"speed of learning r, {a} vs {b}, test", 0.87 if first else None, r,
+                f"p={p:.2g}" + ("; paper: ResNet-50 vs AlexNet" if first else ""))
     with h5py.File(classifiers_path, "r") as f:
         row("§5 Fig 6b", "AdaBoost vs CNN difficulty r (test)", 0.83, f["adaboost"].attrs["r"],
             f"p={f['adaboost'].attrs['p']:.2g}")

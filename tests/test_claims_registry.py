@@ -1,0 +1,119 @@
+"""The claims registry (lossatlas/claims.yaml, issue 10): complete against FIGURES.md, well-formed, evaluable."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lossatlas.claims import PAPER_CONFIGS, REGISTRY, evaluate_claims, load_registry, tally
+
+REPO = Path(__file__).resolve().parents[1]
+PAPERS = ("universality", "consistency", "normalized_loss", "loss_patterns", "embedding")
+# FIGURES.md section of each paper's quantitative-claims table and the key its rows start with.
+CLAIM_TABLES = {"universality": ("1.5", "UNI"), "consistency": ("2.4", "HW"), "normalized_loss": ("3.4", "LIAO"),
+                "loss_patterns": ("4.4", "MPO"), "embedding": ("5.4", "EMB")}
+FIGURES_MD = [REPO / "shared" / "FIGURES.md", REPO.parent / "shared" / "FIGURES.md"]
+CHECK_FIELDS = {"id", "paper", "where", "claim", "paper_value", "figures", "check"}
+
+
+def claim_table_rows(text: str) -> dict[str, int]:
+    """Rows of each paper's quantitative-claims table: lines `| KEY | ...` inside section `## N.M`."""
+    counts = {}
+    for paper, (section, key) in CLAIM_TABLES.items():
+        match = re.search(rf"^## {re.escape(section)} .*?$(.*?)(?=^#)", text, re.M | re.S)
+        assert match, f"FIGURES.md has no section {section}"
+        counts[paper] = sum(1 for line in match.group(1).splitlines() if line.startswith(f"| {key} |"))
+    return counts
+
+
+def selectors(check: dict) -> list[dict]:
+    return [check[k] for k in ("value", "left", "right") if isinstance(check.get(k), dict)]
+
+
+@pytest.fixture(scope="module")
+def registry() -> list[dict]:
+    return load_registry()
+
+
+def test_claim_table_parser_counts_rows():
+    text = "## 1.5 Quantitative claims (UNI)\n\n| paper | x |\n|---|---|\n| UNI | a |\n| UNI | b |\n\n## 1.6 next\n"
+    text += "".join(f"## {s} t\n| {k} | a |\n#\n" for s, k in list(CLAIM_TABLES.values())[1:])
+    assert claim_table_rows(text) == {"universality": 2, "consistency": 1, "normalized_loss": 1,
+                                      "loss_patterns": 1, "embedding": 1}
+
+
+def test_registry_loads_with_unique_ids_and_every_field(registry):
+    ids = [e["id"] for e in registry]
+    assert len(ids) == len(set(ids))
+    for entry in registry:
+        assert CHECK_FIELDS <= set(entry), f"{entry['id']}: missing {CHECK_FIELDS - set(entry)}"
+        assert entry["paper"] in PAPERS, entry["id"]
+        assert isinstance(entry["figures"], list), entry["id"]
+        assert all(re.fullmatch(r"(fig|table)\d\d[a-z]*|robustness", f) for f in entry["figures"]), entry["id"]
+        assert entry["check"]["kind"] in {"value", "compare", "all", "config"}, entry["id"]
+
+
+def test_every_paper_has_at_least_its_table_rows(registry):
+    path = next((p for p in FIGURES_MD if p.exists()), None)
+    if path is None:
+        pytest.skip("FIGURES.md not found beside the checkout")
+    rows = claim_table_rows(path.read_text())
+    assert all(n > 0 for n in rows.values()), rows
+    per_paper = Counter(e["paper"] for e in registry)
+    for paper in PAPERS:
+        assert per_paper[paper] >= rows[paper], f"{paper}: {per_paper[paper]} claims < {rows[paper]} table rows"
+
+
+def test_selectors_point_at_analysis_outputs_or_configs(registry):
+    for entry in registry:
+        check = entry["check"]
+        for sel in selectors(check) + ([{"file": check["file"]}] if "file" in check else []):
+            if "file" in sel:
+                assert sel["file"].startswith(("results/analysis/", "configs/")), (entry["id"], sel["file"])
+            else:
+                assert "config" in sel, (entry["id"], sel)
+            if sel.get("file", "").endswith(".csv"):
+                assert "column" in sel, entry["id"]
+            elif "file" in sel and sel["file"].startswith("results/"):
+                assert "key" in sel, entry["id"]
+
+
+def _dig(obj, key: str):
+    for part in key.split("."):
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    return obj
+
+
+def test_config_checks_name_existing_keys(registry):
+    configs = {}
+    for entry in registry:
+        check = entry["check"]
+        if check["kind"] != "config":
+            continue
+        path = check.get("file", PAPER_CONFIGS[entry["paper"]])
+        cfg = configs.setdefault(path, yaml.safe_load((REPO / path).read_text()))
+        try:
+            _dig(cfg, check["key"])
+        except (KeyError, IndexError, TypeError) as missing:
+            pytest.fail(f"{entry['id']}: {path} has no {check['key']} ({missing!r})")
+
+
+def test_evaluates_over_the_registry_without_raising(tmp_path):
+    # An empty results tree: every result-based claim is "not run" with its reason, config claims are judged.
+    rows = evaluate_claims(tmp_path, REPO, REGISTRY)
+    assert len(rows) == len(load_registry())
+    counts = tally(rows)
+    assert counts["not run"] > 0 and counts["holds"] > 0
+    for r in rows:
+        assert r.reason, r.id
+        if r.outcome == "not run":
+            assert "results/analysis/" in r.reason or "configs/" in r.reason, (r.id, r.reason)
+
+
+def test_evaluates_over_this_checkouts_results():
+    rows = evaluate_claims(REPO, REPO, REGISTRY)
+    assert {r.outcome for r in rows} <= {"holds", "does not hold", "reported", "not run"}

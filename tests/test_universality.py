@@ -211,6 +211,14 @@ def test_analysis_separates_what_the_paper_says_differs(analysed):
     out, head = analysed
     for name in uni.ANALYSIS_FILES:
         assert (out / name).exists(), name
+    import pandas as pd
+
+    per_curve = pd.read_csv(out / uni.OVERLAP_CURVES_FILE)
+    ref = per_curve[(per_curve["figure"] == "fig16") & (per_curve["comparison"] == "between")
+                    & (per_curve["x"] == "ce") & (per_curve["y"] == "err01")]
+    # D_rel = D / range of the fitted 0/1 error (0.9 * (ce / 2.3) ** 0.7 over ce in [0.069, 2.3])
+    span = 0.9 * (1 - (0.069 / 2.3) ** 0.7)
+    assert np.allclose(ref["D_rel"], ref["D"] / span, rtol=1e-2)
     within = head["within_architectures_train"]["cifar10 (fig01)"]
     assert within["max"] < 1e-9  # every deep architecture follows the same f exactly
     fc1 = head["fc1_vs_deep (fig05, fit on deep nets)"]

@@ -342,6 +342,7 @@ def measure_panel(frame: pd.DataFrame, panel: Panel, informative: tuple[float, f
                 if len(fit_data) < 2:
                     continue
                 model = isotonic_fit(fit_data[x], fit_data[y])
+                span = float(np.ptp(model.y_thresholds_)) or math.nan  # to compare D across pairs of losses
                 xs, ys = _fit_grid(model)
                 fits.append({"figure": panel.figure, "panel": panel.letter, "variant": variant, "x": x, "y": y,
                              "comparison": comparison, "fit_on": str(fit_on), "grid_x": json.dumps(xs.tolist()),
@@ -355,16 +356,18 @@ def measure_panel(frame: pd.DataFrame, panel: Panel, informative: tuple[float, f
                                  "y": y, "comparison": comparison, "fit_on": str(fit_on),
                                  "group": str(group) if group is not None else "",
                                  "is_reference": comparison == "between" and group == fit_on,
-                                 **row, "D": D, "n_points": n})
+                                 **row, "D": D, "D_rel": D / span, "n_points": n})
     return rows, fits
 
 
 def summarise_overlap(per_curve: pd.DataFrame) -> pd.DataFrame:
-    """Per (figure, panel, variant, pair, comparison, group): mean / max D over curves and the curve count."""
+    """Per (figure, panel, variant, pair, comparison, group): mean / max D over curves, the curve count, and
+    the mean of D_rel = D / (range of the fitted curve), which compares pairs of losses on different scales."""
     keys = ["figure", "panel", "variant", "x", "y", "comparison", "fit_on", "group", "is_reference"]
-    out = (per_curve.groupby(keys, dropna=False)["D"]
-           .agg(D_mean="mean", D_max="max", n_curves="count").reset_index())
-    return out
+    grouped = per_curve.groupby(keys, dropna=False)
+    out = grouped["D"].agg(D_mean="mean", D_max="max", n_curves="count")
+    out["D_rel_mean"] = grouped["D_rel"].mean()
+    return out.reset_index()
 
 
 def headline(per_curve: pd.DataFrame, panels: list[Panel]) -> dict:
@@ -430,7 +433,8 @@ def headline(per_curve: pd.DataFrame, panels: list[Panel]) -> dict:
 
 def _pairs_table(per_curve: pd.DataFrame, figure: str) -> dict:
     sel = per_curve[(per_curve["figure"] == figure) & (per_curve["comparison"] == "pooled")]
-    return {f"{x} vs {y}": float(g["D"].mean()) for (x, y), g in sel.groupby(["x", "y"])}
+    return {f"{x} vs {y}": {"D": float(g["D"].mean()), "D_rel": float(g["D_rel"].mean())}
+            for (x, y), g in sel.groupby(["x", "y"])}
 
 
 # ----------------------------------------------------------------------------------------- datasets table

@@ -412,6 +412,26 @@ def _resolve_device(name: str) -> str:
     return name
 
 
+def _checkpoint_losses(checkpoints_path: str, seed: int, member: int, indices: np.ndarray, x: np.ndarray,
+                       y: np.ndarray, device: str) -> np.ndarray:
+    """Training CE (float64) of one member at each of ``indices``: one model, its weights swapped per checkpoint
+    (reading the member's weights once instead of rebuilding the model for every checkpoint)."""
+    import h5py
+    import torch
+
+    from lossatlas.evaluation import load_checkpoint_model
+
+    net = load_checkpoint_model(checkpoints_path, seed, int(indices[0])).double().to(device).eval()
+    with h5py.File(checkpoints_path, "r") as f:
+        weights = {k: f["weights"][k][member] for k in f["weights"]}
+    out = np.empty(len(indices))
+    reference = net.state_dict()
+    for i, c in enumerate(indices):
+        net.load_state_dict({k: torch.as_tensor(v[c]).to(reference[k].dtype) for k, v in weights.items()})
+        out[i] = cross_entropy(forward_logits(net, x, device), y)
+    return out
+
+
 def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, out_points: str | Path,
                            out_logits: str | Path) -> None:
     """Select, post-process and measure one snapshot per member of every run of one experiment.
@@ -456,9 +476,10 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
         train_ce = np.full(valid.shape, np.nan)
         if settings["selection"] == "reference":
             for m, seed in enumerate(members):
-                for c in np.flatnonzero(valid[m] & (epochs > 0)):
-                    net = load_checkpoint_model(run["checkpoints"], seed, int(c)).double().to(device)
-                    train_ce[m, c] = cross_entropy(forward_logits(net, xs["train"], device), ys["train"])
+                candidates = np.flatnonzero(valid[m] & (epochs > 0))
+                if len(candidates):
+                    train_ce[m, candidates] = _checkpoint_losses(run["checkpoints"], seed, m, candidates,
+                                                                 xs["train"], ys["train"], device)
         stop = settings["selection"] == "stop"
         target = settings["stop_train_loss"] if stop else settings["reference_train_loss"]
         chosen = select_checkpoints(train_ce, valid, epochs, settings["selection"], target, epoch_loss)

@@ -6,5 +6,6 @@ from lossatlas.entry import setup  # noqa: E402
 from lossatlas.figures.embedding import draw  # noqa: E402
 
 setup(snakemake)
-# params.function names one function of lossatlas/figures/embedding.py (the figure's own name).
-draw(snakemake.params.function, snakemake.input.arrays, snakemake.output[0])
+# params.functions names functions of lossatlas/figures/embedding.py (each figure's own name), one per output.
+for function, out_path in zip(snakemake.params.functions, snakemake.output, strict=True):
+    draw(function, snakemake.input.arrays, out_path)

@@ -162,7 +162,7 @@ def fig05b_similarity(arrays_path: str, out_path: str) -> None:
     fig.colorbar(image, ax=ax, label="cosine similarity of input weights")
     ax.set_xlabel("neuron (grouped)")
     ax.set_ylabel("neuron (grouped)")
-    ax.set_title(f"Fig 5b: {s['n_groups']} groups at cos ≥ {s['cos_threshold']} "
+    ax.set_title(f"Fig 5b: {s['n_groups']} groups at cos ≥ {s['cos_threshold']}\n"
                  f"({s['n_neglected']} small neurons neglected)", fontsize=9)
     _save(fig, out_path)
 

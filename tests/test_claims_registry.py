@@ -82,6 +82,17 @@ def test_selectors_point_at_analysis_outputs_or_configs(registry):
                 assert "key" in sel, entry["id"]
 
 
+def test_figures_name_figures_the_paper_draws(registry):
+    """Each `figures:` entry is the file-name prefix of a figure of that paper (report captions match on it), so it
+    starts with the name of one of the paper's figure functions (lossatlas/figures/<paper>.py)."""
+    for paper in PAPERS:
+        source = (REPO / "workflow_scripts" / "lossatlas" / "figures" / f"{paper}.py").read_text()
+        drawn = set(re.findall(r"^def ((?:fig|table)\d\d[a-z]*|robustness)", source, re.M))
+        for entry in (e for e in registry if e["paper"] == paper):
+            for fig in entry["figures"]:
+                assert any(fig.startswith(d) for d in drawn), f"{entry['id']}: no {paper} figure '{fig}'"
+
+
 def _dig(obj, key: str):
     for part in key.split("."):
         obj = obj[int(part)] if isinstance(obj, list) else obj[part]

@@ -17,7 +17,9 @@ def setup(snakemake, threads: int | None = None) -> logging.Logger:
     threads = int(threads if threads is not None else getattr(snakemake, "threads", 1) or 1)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    if "torch" in sys.modules or _torch_wanted():
+    # Entry scripts import their library function (and so torch, where it is needed) before calling setup();
+    # jobs that never use torch (figures, tables) do not pay its import.
+    if "torch" in sys.modules:
         import torch
 
         torch.set_num_threads(threads)
@@ -46,11 +48,3 @@ def _log_uncaught(logger: logging.Logger):
 
     return hook
 
-
-def _torch_wanted() -> bool:
-    try:
-        import importlib.util
-
-        return importlib.util.find_spec("torch") is not None
-    except ValueError:
-        return False

@@ -16,7 +16,10 @@ def setup(snakemake, threads: int | None = None) -> logging.Logger:
     """
     threads = int(threads if threads is not None else getattr(snakemake, "threads", 1) or 1)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
+        os.environ[var] = str(threads)  # for child processes; this one has already loaded its BLAS
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)  # numpy/scipy BLAS and OpenMP pools of this process, from now on
     # Entry scripts import their library function (and so torch, where it is needed) before calling setup();
     # jobs that never use torch (figures, tables) do not pay its import.
     if "torch" in sys.modules:

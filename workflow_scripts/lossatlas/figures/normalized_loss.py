@@ -34,7 +34,7 @@ def _save(fig, out_path: str) -> None:
 
 
 def _points(inputs: dict) -> pd.DataFrame:
-    pts = pd.read_csv(inputs["points"], keep_default_na=False, na_values=[""])
+    pts = pd.read_csv(inputs["points"], dtype={"label": str})
     if pts.empty:
         raise ValueError(f"{inputs['points']}: no points")
     pts["label"] = pts["label"].astype(str)
@@ -267,8 +267,9 @@ def fig14_stopped_at_equal_loss(inputs: dict, out_path: str) -> None:
     axes[1].set_xlabel(NORM_X)
     axes[1].set_ylabel("test error")
     lo, hi = pts["train_ce"].min(), pts["train_ce"].max()
-    fig.suptitle(f"{PAPER} Fig 14: stopped at equal training loss (unnormalised train CE {lo:.4g}–{hi:.4g}), "
-                 "labels = corruption q", fontsize=10)
+    elo, ehi = pts["epoch_train_loss"].min(), pts["epoch_train_loss"].max()
+    fig.suptitle(f"{PAPER} Fig 14: stopped at equal training loss (epoch-mean loss at the stop {elo:.4g}–{ehi:.4g}; "
+                 f"snapshot train CE {lo:.4g}–{hi:.4g}), labels = corruption q", fontsize=9)
     _save(fig, out_path)
 
 

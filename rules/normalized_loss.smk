@@ -120,14 +120,20 @@ if study_enabled("normalized_loss"):
         script:
             "../workflow_scripts/normalized_loss_postprocess.py"
 
+    # Figs 19/20 statistics come from the experiment of the max-logit histograms, when it is configured.
+    NL_HIST = "conv3_wide_init"
+
     rule nl_fits:
         input:
             points=[nl_points(e) for e in NL_EXPERIMENTS],
+            max_logits=[f"{NL_DIR}/{NL_HIST}/max_logits.h5"] if NL_HIST in NL_EXPERIMENTS else [],
         output:
             fits=f"{NL_DIR}/fits.csv",
             correlations=f"{NL_DIR}/correlations.csv",
+            max_logits=f"{NL_DIR}/max_logits.csv",
         params:
             experiments=NL_EXPERIMENTS,
+            histogram_points=nl_points(NL_HIST) if NL_HIST in NL_EXPERIMENTS else None,
             code=source_hash(NL_LIB),
         log:
             "results/logs/normalized_loss/fits.log",

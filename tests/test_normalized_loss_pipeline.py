@@ -77,6 +77,11 @@ def test_postprocess_fit_table_and_figures(tiny_runs, tmp_path):
     nat = pts[pts["kind"] == "natural"]
     ref = nl.ols_fit(nat["train_ce_fro"], nat["test_ce_fro"])
     assert row["slope"] == pytest.approx(ref["slope"], rel=1e-5) and row["n"] == 2
+    nl.max_logit_table(points, logits, tmp_path / "ml.csv")
+    ml = pd.read_csv(tmp_path / "ml.csv").set_index("which")
+    # f = ∏ρ · f̃ exactly, so the max logits (and their means) differ by the product of norms (App. F).
+    assert ml.loc["unnormalised", "mean"] / ml.loc["normalised", "mean"] == pytest.approx(
+        ml.loc["normalised", "product_fro"], rel=1e-6)
     inputs = {"points": str(points), "fits": str(fits), "correlations": str(corr), "max_logits": str(logits)}
     names = [n for n in dir(figs) if n.startswith("fig")]
     assert len(names) == 20

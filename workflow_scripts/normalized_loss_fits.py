@@ -2,7 +2,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.analysis.normalized_loss import fit_table  # noqa: E402
+from lossatlas.analysis.normalized_loss import fit_table, max_logit_table  # noqa: E402
 from lossatlas.entry import setup  # noqa: E402
 
 setup(snakemake, threads=1)
@@ -11,3 +11,5 @@ fit_table(
     out_fits=snakemake.output.fits,
     out_correlations=snakemake.output.correlations,
 )
+max_logit_table(snakemake.params.histogram_points, (snakemake.input.max_logits or [None])[0],
+                snakemake.output.max_logits)

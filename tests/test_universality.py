@@ -301,3 +301,28 @@ def test_rules_list_every_figure_function_and_analysis_file():
     assert lists["UNI_ANALYSIS_FILES"] == list(uni.ANALYSIS_FILES)
     helpers = {n for n in dir(figs) if n.startswith("_") and not n.startswith("__") and callable(getattr(figs, n))}
     assert set(lists["UNI_FIG_HELPERS"]) == helpers
+
+
+def test_paper_scale_config_is_the_grid_of_section_4():
+    """configs/universality.yaml: §4's grid, 244 training runs (FIGURES.md §1.0)."""
+    from pathlib import Path
+
+    import yaml
+
+    from lossatlas.config import expand_runs, validate_config
+
+    config = validate_config(yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs" / "universality.yaml").read_text()))
+    runs = expand_runs(config)
+    assert len(runs) == 244  # 10 archs x 4 x 2 seeds + 9 x 4 x 2 + 2 x 9 x 4 + 10 widths x 2
+    main = {r.arch for r in runs if r.recipe == "main"}
+    assert {config["architectures"][a]["model"] for a in main} == {"mlp", "vgg", "resnet", "densenet"}
+    assert len(main) == 10 and "fc1" in main
+    assert {r.loss for r in runs} == {"ce", "mse_softmax"}
+    assert all(r.spec["batch_size"] == 512 for r in runs)
+    assert config["optimizers"]["uni_sgdm"]["momentum"] == 0.9
+    assert config["optimizers"]["uni_sgd"]["lr_candidates"] == [2.0**-k for k in range(5, 11)]
+    widths = sorted(config["architectures"][r.arch]["hidden"][0] for r in runs
+                    if r.recipe == "widths" and r.loss == "ce")
+    assert widths == [2**k for k in range(4, 14)]
+    assert {len(r.seeds) for r in runs} == {1} and {r.seeds[0] for r in runs if r.recipe == "main"} == {0, 1}

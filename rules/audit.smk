@@ -22,4 +22,5 @@ rule audit:
     run:
         from lossatlas.audit import write_audit
 
-        print(write_audit(config, RUNS, _figure_runs(), "results/audit.md", "results/audit.csv"))
+        print(write_audit(config, RUNS, _figure_runs(), "results/audit.md", "results/audit.csv",
+                          unevaluated_studies=STUDIES_WITHOUT_EVALUATION))

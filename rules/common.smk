@@ -20,6 +20,8 @@ LIB = "workflow_scripts/lossatlas"
 
 # Every paper's rules file appends its terminal figure paths here; all_figures collects them.
 FIGURES = []
+# Studies whose analyses read checkpoints.h5 directly and never need metrics.h5 (for the audit).
+STUDIES_WITHOUT_EVALUATION = set()
 # figure path -> the run directories it is drawn from (for the audit); register_figure() fills both.
 FIGURE_RUNS = {}
 

@@ -11,6 +11,9 @@ NL_LIB = f"{LIB}/analysis/normalized_loss.py"
 NL_FIG_LIB = f"{LIB}/figures/normalized_loss.py"
 
 # Figure (function in lossatlas/figures/normalized_loss.py = file name) -> the experiment whose points it draws.
+# Post-processing reads checkpoints.h5 itself (float64 losses of every checkpoint): no evaluate jobs.
+STUDIES_WITHOUT_EVALUATION.add("normalized_loss")
+
 NL_FIGURES = {
     "fig01_corruption_vs_generalization": "bn_corruption",
     "fig02_init_std_vs_generalization": "bn_init",

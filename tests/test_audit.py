@@ -57,3 +57,13 @@ def test_audit_status_and_rendering(tmp_path):
         (tmp_path / r.checkpoints).write_text("x")
         (tmp_path / r.metrics).write_text("x")
     assert "Everything is done." in render_audit(audit_rows(cfg, runs, tmp_path), {})
+
+
+def test_unevaluated_study_is_done_with_checkpoints_only(tmp_path):
+    cfg = validate_config(base_config())
+    run = expand_runs(cfg)[0]
+    (tmp_path / run.dir).mkdir(parents=True)
+    (tmp_path / run.checkpoints).write_text("x")
+    assert audit_rows(cfg, [run], tmp_path)[0]["status"] == "trained"
+    row = audit_rows(cfg, [run], tmp_path, unevaluated_studies={run.study})[0]
+    assert row["status"] == "done" and row["gpu_hours_left"] == 0

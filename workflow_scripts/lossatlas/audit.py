@@ -26,8 +26,9 @@ from lossatlas.io import atomic_path
 STATUSES = ("done", "trained", "interrupted", "missing")
 
 
-def run_status(run: Run, root: Path) -> str:
-    if (root / run.metrics).exists() and (root / run.checkpoints).exists():
+def run_status(run: Run, root: Path, evaluated: bool = True) -> str:
+    """``evaluated=False`` for studies whose analyses read checkpoints.h5 directly (no metrics.h5 needed)."""
+    if (root / run.checkpoints).exists() and (not evaluated or (root / run.metrics).exists()):
         return "done"
     if (root / run.checkpoints).exists():
         return "trained"
@@ -55,15 +56,17 @@ def planned_checkpoints(spec: dict, steps_per_epoch: int) -> int:
     return len(points) + min(int(sched.get("log_spaced", 0)), max(steps_per_epoch * epochs, 0))
 
 
-def audit_rows(config: dict, runs: Iterable[Run], root: Path = Path(".")) -> list[dict]:
+def audit_rows(config: dict, runs: Iterable[Run], root: Path = Path("."),
+               unevaluated_studies: frozenset[str] | set[str] = frozenset()) -> list[dict]:
     rows = []
     for run in runs:
         _, n_train = dataset_shape(config, run.dataset)
         steps = max(1, -(-n_train // int(run.spec.get("batch_size", 64))))
         cost = run_cost(config, run.spec)
-        status = run_status(run, root)
+        evaluated = run.study not in unevaluated_studies
+        status = run_status(run, root, evaluated)
         train_left = 0.0 if status in ("done", "trained") else cost.gpu_hours
-        eval_left = 0.0 if status == "done" else cost.gpu_hours / 3.0
+        eval_left = 0.0 if status == "done" or not evaluated else cost.gpu_hours / 3.0
         rows.append(
             {
                 "study": run.study,
@@ -76,7 +79,7 @@ def audit_rows(config: dict, runs: Iterable[Run], root: Path = Path(".")) -> lis
                 "members": len(run.seeds),
                 "checkpoints": planned_checkpoints(run.spec, steps),
                 "status": status,
-                "gpu_hours_total": round(cost.gpu_hours * 4.0 / 3.0, 4),
+                "gpu_hours_total": round(cost.gpu_hours * (4.0 / 3.0 if evaluated else 1.0), 4),
                 "gpu_hours_left": round(train_left + eval_left, 4),
                 "dir": run.dir,
             }
@@ -127,9 +130,9 @@ def render_audit(rows: list[dict], figure_runs: dict[str, list[str]]) -> str:
 
 
 def write_audit(config: dict, runs: list[Run], figure_runs: dict[str, list[str]], out_md: str, out_csv: str,
-                root: str = ".") -> str:
+                root: str = ".", unevaluated_studies: frozenset[str] | set[str] = frozenset()) -> str:
     """Write results/audit.md and results/audit.csv; return the markdown (the rule also prints it)."""
-    rows = audit_rows(config, runs, Path(root))
+    rows = audit_rows(config, runs, Path(root), unevaluated_studies)
     md = render_audit(rows, figure_runs)
     buf = io.StringIO()
     fields = list(rows[0]) if rows else ["study"]

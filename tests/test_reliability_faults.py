@@ -11,6 +11,7 @@ directory.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -262,7 +263,21 @@ def _assert_equals_reference(workflow, run_dir: Path) -> None:
 
 
 def _train_log(workdir: Path, run) -> str:
-    return (workdir / "results" / "logs" / run.dir / "train.log").read_text()
+    """The train rule's log of ``run`` (found under results/logs/, wherever rules/train.smk puts it)."""
+    tail = run.dir.split("results/runs/", 1)[1]
+    hits = [p for p in (workdir / "results" / "logs").rglob("train.log") if p.parent.as_posix().endswith(tail)]
+    assert len(hits) == 1, f"expected one train.log for {run.dir}, found {hits}"
+    return hits[0].read_text()
+
+
+def _train_job(proc) -> int:
+    """The process id of the python running workflow_scripts/train.py below a snakemake started by the test."""
+    from .reliability_helpers import cmdline, descendants
+
+    jobs = [pid for pid in descendants(proc.pid) if "train.py" in cmdline(pid) and "python" in cmdline(pid)
+            and not cmdline(pid).startswith(("bash", "/bin/bash", "/usr/bin/bash"))]
+    assert len(jobs) == 1, [cmdline(p) for p in descendants(proc.pid)]
+    return jobs[0]
 
 
 @pytest.mark.slow
@@ -289,17 +304,13 @@ def test_killing_the_whole_workflow_mid_training_then_rerunning_gives_the_uninte
 @pytest.mark.slow
 def test_sigterm_to_a_training_job_saves_and_the_retry_resumes(tmp_path, workflow):
     """SLURM's time limit / preemption: the job gets SIGTERM, saves its state, fails; the retry resumes."""
-    import os
-
-    from .reliability_helpers import cmdline, descendants, snakemake, start_snakemake
+    from .reliability_helpers import snakemake, start_snakemake
 
     workdir, run = _workdir(workflow, tmp_path), workflow["long"]
     run_dir = workdir / run.dir
     proc = start_snakemake(workdir, run.metrics, configfile=workflow["config"])
     _wait_for_progress(run_dir, proc)
-    jobs = [pid for pid in descendants(proc.pid) if "train.py" in cmdline(pid) and "python" in cmdline(pid)]
-    assert len(jobs) >= 1, [cmdline(p) for p in descendants(proc.pid)]
-    os.kill(jobs[-1], signal.SIGTERM)
+    os.kill(_train_job(proc), signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "Error in rule train" in out, out[-3000:]
     assert "SIGTERM received" in _train_log(workdir, run)
@@ -324,7 +335,7 @@ def test_a_failing_job_under_keep_going_leaves_every_other_job_complete(tmp_path
     # The error is in snakemake's output and in the rule's own log (what a SLURM user opens first).
     problem = "architecture 'rel_bad_mlp': bias lists 3 values but the model has 2 Linear layers"
     assert problem in log
-    assert problem in (workdir / "results/logs" / bad.dir / "train.log").read_text()
+    assert problem in _train_log(workdir, bad)
     assert not (workdir / bad.dir).exists() or finished_looking_files(workdir / bad.dir) == []
     for run in good:
         run_dir = workdir / run.dir
@@ -346,13 +357,17 @@ def test_a_second_snakemake_on_the_same_directory_is_refused_and_the_first_finis
     workdir, run = _workdir(workflow, tmp_path), workflow["long"]
     first = start_snakemake(workdir, run.metrics, configfile=workflow["config"])
     _wait_for_progress(workdir / run.dir, first)
-    # Snakemake refuses twice over: the first's output is marked incomplete, and with --rerun-incomplete the
-    # directory lock still holds.
-    second = snakemake(workdir, run.metrics, configfile=workflow["config"])
-    assert second.returncode != 0 and "Incomplete files" in second.stdout + second.stderr
-    forced = snakemake(workdir, "--rerun-incomplete", run.metrics, configfile=workflow["config"])
-    assert forced.returncode != 0 and "Directory cannot be locked" in forced.stdout + forced.stderr
-    assert first.poll() is None, "the second invocation must not disturb the running one"
+    # Hold the first one's training job still, so that it is certainly running while the second one starts.
+    job = _train_job(first)
+    os.kill(job, signal.SIGSTOP)
+    try:
+        for extra in ((), ("--rerun-incomplete",)):
+            second = snakemake(workdir, *extra, run.metrics, configfile=workflow["config"])
+            assert second.returncode != 0 and "Directory cannot be locked" in second.stdout + second.stderr, \
+                (second.stdout + second.stderr)[-3000:]
+        assert first.poll() is None, "the second invocation must not disturb the running one"
+    finally:
+        os.kill(job, signal.SIGCONT)
     out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, out[-3000:]
     _assert_equals_reference(workflow, workdir / run.dir)

@@ -146,8 +146,9 @@ rule consistency_figure:
     input:
         unpack(lambda wc: cons_plan.figure_inputs(CONS, wc.figure)),
     output:
-        f"{CONS_FIGS}/{{figure}}.png",
+        figure_report(f"{CONS_FIGS}/{{figure}}.png"),
     params:
+        caption=lambda wc, output: figure_caption(output),
         function=lambda wc: wc.figure,
         options=lambda wc: jsonable(cons_plan.figure_options(CONS, wc.figure)),
         code=lambda wc: [source_hash(CONS_FIG_LIB, wc.figure), CONS_FIG_HELPERS_HASH,

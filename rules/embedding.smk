@@ -63,8 +63,9 @@ if study_enabled("embedding"):
             arrays=lambda wc: f"{EMB_DIR}/{EMB_FIGURES[wc.figure]}.npz",
             summary=lambda wc: f"{EMB_DIR}/{EMB_FIGURES[wc.figure]}.json",
         output:
-            f"{EMB_FIGS}/{{figure}}.png",
+            figure_report(f"{EMB_FIGS}/{{figure}}.png"),
         params:
+            caption=lambda wc, output: figure_caption(output),
             functions=lambda wc: [wc.figure],
             code=lambda wc: _emb_code(wc.figure, EMB_FIG_HELPERS, EMB_FIG_LIB),
         log:
@@ -83,8 +84,9 @@ if study_enabled("embedding"):
             arrays=f"{EMB_DIR}/fig5.npz",
             summary=f"{EMB_DIR}/fig5.json",
         output:
-            [f"{EMB_FIGS}/{name}.png" for name in EMB_FIG05_PANELS],
+            [figure_report(f"{EMB_FIGS}/{name}.png") for name in EMB_FIG05_PANELS],
         params:
+            caption=figure_caption([f"{EMB_FIGS}/{name}.png" for name in EMB_FIG05_PANELS]),
             functions=EMB_FIG05_PANELS,
             code="".join(_emb_code(name, EMB_FIG_HELPERS, EMB_FIG_LIB) for name in EMB_FIG05_PANELS),
         log:

@@ -66,7 +66,8 @@ def lp_bn_run(variant, seed):
 
 
 def lp_figure_params(function):
-    return {"function": function, "code": source_hash(LP_FIG_LIB, function)}
+    return {"function": function, "code": source_hash(LP_FIG_LIB, function),
+            "caption": figure_caption(LP_FIGURE_OUTPUTS[function[:5]].values())}
 
 
 if study_enabled("loss_patterns"):
@@ -143,7 +144,7 @@ if study_enabled("loss_patterns"):
             a=lp_search(LP["figures"]["fig01a"]),
             b=lp_search(LP["figures"]["fig01b"]),
         output:
-            **LP_FIGURE_OUTPUTS["fig01"],
+            **{k: figure_report(v) for k, v in LP_FIGURE_OUTPUTS["fig01"].items()},
         params:
             **lp_figure_params("fig01_test_loss_surfaces"),
         log:
@@ -155,7 +156,7 @@ if study_enabled("loss_patterns"):
         input:
             search=lp_search(LP["figures"]["fig02"]),
         output:
-            **LP_FIGURE_OUTPUTS["fig02"],
+            **{k: figure_report(v) for k, v in LP_FIGURE_OUTPUTS["fig02"].items()},
         params:
             **lp_figure_params("fig02_pattern_to_accuracy_surface"),
         log:
@@ -168,7 +169,7 @@ if study_enabled("loss_patterns"):
             without_bn=lp_bn_run("without_bn", LP_BN["seeds"][0]),
             with_bn=lp_bn_run("with_bn", LP_BN["seeds"][0]),
         output:
-            **LP_FIGURE_OUTPUTS["fig03"],
+            **{k: figure_report(v) for k, v in LP_FIGURE_OUTPUTS["fig03"].items()},
         params:
             **lp_figure_params("fig03_random_mask_without_with_bn"),
             options={"fill_probability": LP_BN["example_probability"]},
@@ -181,7 +182,7 @@ if study_enabled("loss_patterns"):
         input:
             summary=f"{LP_DIR}/fig04_bn_accuracy.json",
         output:
-            **LP_FIGURE_OUTPUTS["fig04"],
+            **{k: figure_report(v) for k, v in LP_FIGURE_OUTPUTS["fig04"].items()},
         params:
             **lp_figure_params("fig04_bn_accuracy"),
         log:
@@ -193,7 +194,7 @@ if study_enabled("loss_patterns"):
         input:
             searches=[lp_search(n) for n in LP["figures"]["fig05"]],
         output:
-            **LP_FIGURE_OUTPUTS["fig05"],
+            **{k: figure_report(v) for k, v in LP_FIGURE_OUTPUTS["fig05"].items()},
         params:
             **lp_figure_params("fig05_more_test_loss_surfaces"),
         log:
@@ -205,7 +206,7 @@ if study_enabled("loss_patterns"):
         input:
             searches=[lp_search(n) for n in LP["figures"]["fig06"]],
         output:
-            **LP_FIGURE_OUTPUTS["fig06"],
+            **{k: figure_report(v) for k, v in LP_FIGURE_OUTPUTS["fig06"].items()},
         params:
             **lp_figure_params("fig06_train_test_surfaces"),
         log:

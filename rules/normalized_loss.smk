@@ -165,8 +165,9 @@ if study_enabled("normalized_loss"):
         input:
             unpack(nl_figure_inputs),
         output:
-            f"{NL_FIGS}/{{name}}.png",
+            figure_report(f"{NL_FIGS}/{{name}}.png"),
         params:
+            caption=lambda wc, output: figure_caption(output),
             code=lambda wc: source_hash(NL_FIG_LIB, wc.name) + NL_FIG_HELPERS_HASH,
         log:
             f"results/logs/normalized_loss/{{name}}.log",

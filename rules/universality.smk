@@ -139,8 +139,9 @@ if study_enabled("universality"):
         input:
             [f"{UNI_DIR}/{name}" for name in UNI_ANALYSIS_FILES],
         output:
-            f"{UNI_FIGS}/{{figure}}.png",
+            figure_report(f"{UNI_FIGS}/{{figure}}.png"),
         params:
+            caption=lambda wc, output: figure_caption(output),
             function=lambda wc: wc.figure,
             analysis_dir=UNI_DIR,
             code=lambda wc: source_hash(UNI_FIG_LIB, wc.figure)

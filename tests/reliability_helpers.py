@@ -134,16 +134,21 @@ def h5_contents(path: Path) -> dict[str, Any]:
 
 
 def assert_h5_equal(a: Path, b: Path) -> None:
-    """The two files hold the same attributes and datasets, bit for bit (NaN equal to NaN)."""
+    """The two files hold the same attributes and datasets, bit for bit (NaN equal to NaN); a failure lists
+    every differing key with its largest difference and first differing index (to tell training apart from
+    bookkeeping)."""
     ca, cb = h5_contents(a), h5_contents(b)
     assert sorted(ca) == sorted(cb), f"{a} and {b} hold different keys"
+    differ = []
     for key in ca:
         va, vb = np.asarray(ca[key]), np.asarray(cb[key])
-        assert va.dtype == vb.dtype and va.shape == vb.shape, f"{key}: {va.dtype}{va.shape} vs {vb.dtype}{vb.shape}"
-        if va.dtype.kind == "f":
-            assert np.array_equal(va, vb, equal_nan=True), f"{key} differs between {a} and {b}"
-        else:
-            assert np.array_equal(va, vb), f"{key} differs between {a} and {b}"
+        if va.dtype != vb.dtype or va.shape != vb.shape:
+            differ.append(f"{key}: {va.dtype}{va.shape} vs {vb.dtype}{vb.shape}")
+        elif not np.array_equal(va, vb, equal_nan=va.dtype.kind == "f"):
+            where = np.argwhere(va != vb)[:1].tolist() if va.ndim else []
+            gap = float(np.nanmax(np.abs(va - vb))) if va.dtype.kind in "fiu" else "n/a"
+            differ.append(f"{key}: max |diff| {gap}, first at {where}")
+    assert not differ, f"{a} and {b} differ:\n  " + "\n  ".join(differ)
 
 
 # ---------------------------------------------------------------------------------------------- snakemake

@@ -94,3 +94,19 @@ def test_registry_ids_unique(tmp_path):
     path.write_text(yaml.safe_dump([{"id": "a"}, {"id": "a"}]))
     with pytest.raises(ValueError, match="duplicate"):
         load_registry(path)
+
+
+def test_absent_values_are_not_run(fixture_root):
+    demo = fixture_root / "results" / "analysis" / "demo"
+    (demo / "gaps.json").write_text(json.dumps({"stat": None, "nan": float("nan")}))
+    (demo / "gaps.csv").write_text("model,accuracy\nsvm,\n")
+    gaps_json, gaps_csv = "results/analysis/demo/gaps.json", "results/analysis/demo/gaps.csv"
+    rows = outcomes(fixture_root, [
+        {"id": "null", "check": {"kind": "value", "value": {"file": gaps_json, "key": "stat"}}},
+        {"id": "nan", "check": {"kind": "value", "value": {"file": gaps_json, "key": "nan"},
+                                "expect": {"op": ">", "than": 0}}},
+        {"id": "empty_cell", "check": {"kind": "value", "value": {"file": gaps_csv, "column": "accuracy"}}},
+        {"id": "no_column", "check": {"kind": "value", "value": {"file": ACC, "column": "precision"}}},
+    ])
+    assert all(r.outcome == "not run" for r in rows.values()), {k: r.reason for k, r in rows.items()}
+    assert "precision" in rows["no_column"].reason

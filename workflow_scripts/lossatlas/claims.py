@@ -96,7 +96,10 @@ def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
     if not path.exists():
         raise MissingInput(f"{selector['file']} not produced by this config")
     if path.suffix == ".json":
-        return _dig(json.loads(path.read_text()), selector["key"], selector["file"])
+        value = _dig(json.loads(path.read_text()), selector["key"], selector["file"])
+        if _absent(value):
+            raise MissingInput(f"{selector['file']}: '{selector['key']}' has no value (null or NaN)")
+        return value
     if path.suffix == ".csv":
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -104,9 +107,23 @@ def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
         hits = [r for r in rows if all(str(r.get(k)) == str(v) for k, v in where.items())]
         if not hits:
             raise MissingInput(f"{selector['file']} has no row where {where}")
-        values = [_number(r[selector["column"]]) for r in hits]
+        column = selector["column"]
+        if column not in hits[0]:
+            raise MissingInput(f"{selector['file']} has no column '{column}'")
+        values = [_number(r[column]) for r in hits]
+        if any(_absent(v) for v in values):
+            raise MissingInput(f"{selector['file']}: no value in '{column}' where {where}")
         return values[0] if len(values) == 1 else values
     raise ValueError(f"claims: cannot read {path.suffix} files ({selector['file']})")
+
+
+def _absent(value: Any) -> bool:
+    """A measured value that is not there: JSON null, an empty CSV cell, NaN (e.g. a statistic of no curves)."""
+    if value is None or value == "":
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, list) and any(_absent(v) for v in value)
 
 
 def _number(text: Any) -> Any:

@@ -12,7 +12,7 @@ from lossatlas.config import ConfigError, validate_config
 # With --configfile, that file is the whole config (paper scale does not merge into the default study).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: str(Path(workflow.basedir) / "config.yaml")
 
 
 try:

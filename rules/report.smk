@@ -15,3 +15,39 @@ rule claims:
         "results/logs/claims.log",
     script:
         "../workflow_scripts/claims.py"
+
+
+# `snakemake readme`: refresh the README's gallery (small copies in docs/gallery/) and claims headline from this
+# run. Not part of all_figures: it rewrites tracked files, which a maintainer commits after a default run.
+GALLERY = {
+    "universality": "results/figures/universality/fig01_train_loss_vs_error.png",
+    "consistency": "results/figures/consistency/fig01_consistency_phases.png",
+    "normalized_loss": "results/figures/normalized_loss/fig03_normalized_vs_unnormalized.png",
+    "loss_patterns": "results/figures/loss_patterns/fig01a_test_loss_surface.png",
+    "embedding": "results/figures/embedding/fig03a_hessian_spectrum_1d.png",
+}
+
+localrules:
+    readme_gallery,
+    readme,
+
+
+rule readme_gallery:
+    input:
+        figures=list(GALLERY.values()),
+        claims=rules.claims.output.csv,
+    output:
+        [f"docs/gallery/{paper}.png" for paper in GALLERY],
+    params:
+        captions=[f"{PAPER_TITLES[p]}: {Path(f).stem}" for p, f in GALLERY.items()],
+        readme=str(Path(workflow.basedir) / "README.md"),
+        code=source_hash(f"{LIB}/gallery.py"),
+    log:
+        "results/logs/readme_gallery.log",
+    script:
+        "../workflow_scripts/readme_gallery.py"
+
+
+rule readme:
+    input:
+        rules.readme_gallery.output,

@@ -233,6 +233,50 @@ def test_analysis_separates_what_the_paper_says_differs(analysed):
     assert tt["cifar10 test (fig02)"]["mean"] > tt["cifar10 train (fig01)"]["mean"] + 0.01
 
 
+def _curve_rows(loss: str, xs, ys, seed: int = 0, split: str = "train") -> list[dict]:
+    metric = uni.TRAINING_LOSS_METRIC[loss]
+    return [{"recipe": "main", "dataset": "d", "arch": "a", "optimizer": "sgd", "loss": loss, "seed": seed,
+             "split": split, metric: x, "err01": y} for x, y in zip(xs, ys, strict=True)]
+
+
+def test_monotonicity_is_one_for_monotone_curves_and_lower_for_a_bump():
+    import pandas as pd
+
+    loss = np.linspace(2.3, 0.1, 8)
+    monotone = _curve_rows("ce", loss, 0.9 * (loss / 2.3) ** 0.7, seed=0)
+    # 0/1 error rises while the loss falls over the last 4 points (over-fitting-like bump): rho by hand below
+    bumped = _curve_rows("mse_softmax", loss, [0.9, 0.8, 0.7, 0.6, 0.65, 0.7, 0.75, 0.8], seed=1)
+    flat = _curve_rows("ce", loss, np.full(8, 0.5), seed=2)  # constant error: rho undefined, skipped
+    test_split = _curve_rows("ce", loss, -loss, seed=0, split="test")  # other split: ignored
+    curves = pd.DataFrame(monotone + bumped + flat + test_split)
+    result = uni.monotonicity(curves)
+    # bumped: y ranks (1-based, ties averaged) 8, 6.5, 3.5, 1, 2, 3.5, 5, 6.5 vs x ranks 8..1
+    x_rank = np.arange(8, 0, -1, dtype=float)
+    y_rank = np.array([8, 6.5, 3.5, 1, 2, 3.5, 5, 6.5])
+    rho_bumped = np.corrcoef(x_rank, y_rank)[0, 1]
+    assert result["n_curves"] == 2 and result["n_undefined"] == 1
+    assert result["spearman_min"] == pytest.approx(rho_bumped)
+    assert result["spearman_median"] == pytest.approx((1.0 + rho_bumped) / 2)
+    assert rho_bumped < 0.5
+    # gamma by hand: of the 28 pairs (loss strictly falling), 14 have the error falling too, 12 rising, 2 tied
+    assert result["gamma_min"] == pytest.approx((14 - 12) / 26)
+
+
+def test_gamma_is_one_for_a_monotone_curve_with_a_plateau():
+    x = np.array([2.0, 1.5, 1.0, 0.5, 0.2, 0.1, 0.05])
+    y = np.array([0.9, 0.7, 0.4, 0.1, 0.0, 0.0, 0.0])  # reaches 0 and stays: ties, still monotone
+    assert uni.goodman_kruskal_gamma(x, y) == 1.0
+    assert uni.goodman_kruskal_gamma(x, y[::-1]) == -1.0
+    # one discordant pair out of 3 untied pairs: (2 - 1) / 3
+    assert uni.goodman_kruskal_gamma(np.array([3.0, 2.0, 1.0]), np.array([2.0, 3.0, 1.0])) == pytest.approx(1 / 3)
+
+
+def test_headline_has_the_monotonicity_of_the_train_curves(analysed):
+    mono = analysed[1]["monotonicity"]
+    # fixture curves are strictly monotone
+    assert mono["n_curves"] > 0 and mono["spearman_min"] == pytest.approx(1.0) and mono["gamma_min"] == 1.0
+
+
 def test_table_one_reads_the_dataset_files(analysed):
     import pandas as pd
 

@@ -437,6 +437,55 @@ def _pairs_table(per_curve: pd.DataFrame, figure: str) -> dict:
             for (x, y), g in sel.groupby(["x", "y"])}
 
 
+# ------------------------------------------------------------------------------------------ monotonicity
+
+
+def goodman_kruskal_gamma(x: np.ndarray, y: np.ndarray) -> float:
+    """γ = (C - D) / (C + D) over pairs of points, C / D = concordant / discordant pairs; pairs tied in x or y
+    are left out, so γ = 1 exactly when y is a non-decreasing function of x (plateaus allowed). NaN if no pair
+    is untied."""
+    dx = np.sign(np.subtract.outer(x, x))
+    dy = np.sign(np.subtract.outer(y, y))
+    prod = np.triu(dx * dy, k=1)
+    concordant, discordant = int((prod > 0).sum()), int((prod < 0).sum())
+    if concordant + discordant == 0:
+        return math.nan
+    return (concordant - discordant) / (concordant + discordant)
+
+
+def monotonicity(curves: pd.DataFrame, split: str = "train") -> dict:
+    """§3 "f is monotonic": per curve (run, seed) on ``split``, a rank correlation between x = the run's
+    training loss (``TRAINING_LOSS_METRIC``) and y = the 0/1 error over its valid checkpoints; min / median
+    over curves. The paper gives no number.
+
+    * Spearman ρ (ties averaged): 1 only for a strictly monotone curve; the many checkpoints at 0/1 error 0
+      once a net fits its training set are ties, which lower ρ although f stays monotone.
+    * Goodman-Kruskal γ (``goodman_kruskal_gamma``): ignores ties, so γ = 1 iff no pair of checkpoints has
+      the error moving against the loss -- the direct test of "f is (non-strictly) monotone".
+
+    Curves with fewer than 3 checkpoints or a constant x or y are skipped and counted in ``n_undefined``.
+    """
+    from scipy.stats import spearmanr
+
+    rhos, gammas, n_undefined = [], [], 0
+    frame = curves[curves["split"] == split]
+    for _, g in frame.groupby(CURVE_KEYS, sort=True):
+        x = g[TRAINING_LOSS_METRIC[g["loss"].iloc[0]]].to_numpy(dtype=float)
+        y = g["err01"].to_numpy(dtype=float)
+        if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+            n_undefined += 1
+            continue
+        rhos.append(float(spearmanr(x, y).statistic))
+        gammas.append(goodman_kruskal_gamma(x, y))
+    return {"what": f"per-curve rank correlation of (training loss, 0/1 error) on {split} curves "
+                    "(paper §3: f monotonic); gamma ignores ties (plateaus at 0 error)",
+            "spearman_min": min(rhos) if rhos else None,
+            "spearman_median": float(np.median(rhos)) if rhos else None,
+            "gamma_min": min(gammas) if gammas else None,
+            "gamma_median": float(np.median(gammas)) if gammas else None,
+            "n_curves": len(rhos), "n_undefined": n_undefined}
+
+
 # ----------------------------------------------------------------------------------------- datasets table
 
 
@@ -495,6 +544,7 @@ def analyse(metrics_paths: list[str], runs: list[dict], dataset_paths: dict[str,
                                     "informative_range": list(informative),
                                     "panels": [asdict(p) for p in panels]})
     result = headline(per_curve, panels)
+    result["monotonicity"] = monotonicity(curves)
     write_json(out / HEADLINE_FILE, result)
     return result
 

@@ -33,7 +33,7 @@ CONS_FIG_HELPERS_HASH = "".join(
 )
 CONS_FIG_ANALYSIS_CODE = CONS_READ_CODE + cons_code(
     "phase_checkpoints", "example_patterns", "match_epochs", "matched_pair_near", "consistency_histogram_2d",
-    "bimodality_summary", "moved_accuracy")
+    "bimodality_summary", "moved_accuracy", "matched_targets")
 
 
 def _cons_index_scores(wc):
@@ -132,7 +132,11 @@ rule consistency_summary:
         roles=lambda wc: sorted(cons_plan.role_scores(CONS)),
         moves=lambda wc: sorted(cons_plan.move_files(CONS)),
         cross_pairs=lambda wc: CONS["cross_pairs"],
-        code=cons_code("summary_table", "bimodality_summary", "moved_accuracy") + CONS_READ_CODE,
+        figure_options=lambda wc: CONS["figures"],
+        code=cons_code("summary_table", "bimodality_summary", "moved_accuracy", "_matched_rows",
+                       "_fig09_fig11_rows", "matched_targets", "matched_pair_near", "match_epochs",
+                       "consistency_histogram_2d", "corner_peak_ratios", "histogram_modes", "beginning_phase",
+                       "classes_at_one", "climb_times") + CONS_READ_CODE,
     log:
         "results/logs/consistency/summary.log",
     resources:

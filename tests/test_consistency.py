@@ -199,3 +199,54 @@ def test_paper_scale_config_builds_a_dag(snakemake_bin):
                           "results/analysis/consistency/summary.md"], cwd=repo, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "consistency_index" in out.stdout and "derive_dataset" in out.stdout
+
+
+# ------------------------------------------------------------------------- summary numbers (issue 10 claims)
+
+
+def test_matched_targets_configured_or_from_the_common_range():
+    assert cons.matched_targets(np.array([0.1, 0.5]), np.array([0.2, 0.9]), [0.39, 0.71]) == [0.39, 0.71]
+    # common range [0.2, 0.5]: half-way 0.35, 90 % 0.47
+    assert cons.matched_targets(np.array([0.1, 0.5]), np.array([0.2, 0.9]), None) == pytest.approx([0.35, 0.47])
+
+
+def test_corner_peak_ratios_hand_computed():
+    hist = np.full((3, 3), 0.05)
+    hist[0, 0], hist[2, 2], hist[1, 1] = 0.3, 0.25, 0.1  # sums to 1: 0.55 + 0.1 + 6 * 0.05
+    r = cons.corner_peak_ratios(hist)
+    assert r["peak"] == pytest.approx(0.25)
+    assert r["vs_mean"] == pytest.approx(0.25 / (0.4 / 7))
+    assert r["vs_max"] == pytest.approx(2.5)
+
+
+def test_histogram_modes_and_beginning_phase():
+    n = 4  # grid 0, .25, .5, .75, 1
+    c = np.array([[0.25, 0.25, 0.5, 0.0],    # mode 0.25
+                  [0.0, 0.0, 0.25, 1.0],     # mode 0
+                  [0.0, 0.0, 1.0, 1.0],      # tie 0 / 1: the smaller, 0
+                  [1.0, 1.0, 0.0, 0.75],     # mode 1
+                  [0.0, 0.0, 0.0, 1.0]])     # mode 0 again, outside the first run
+    assert cons.histogram_modes(c, n).tolist() == [0.25, 0.0, 0.0, 1.0, 0.0]
+    epochs = np.array([0, 0.5, 1, 2, 3])
+    assert cons.beginning_phase(epochs, c, n) == (0.5, 1.0, 2)
+    assert cons.beginning_phase(epochs, c[[0, 3]], n) == (0.0, 0.0, 0)
+
+
+def test_classes_at_one():
+    c = np.array([[0.2, 0.2, 0.2, 0.2], [1.0, 0.2, 0.0, 0.2], [1.0, 1.0, 0.0, 1.0]])
+    y = np.array([3, 1, 0, 1])
+    assert cons.classes_at_one(c, y) == (1, [3])
+    assert cons.classes_at_one(c, y, min_fraction=0.5) == (2, [1, 3])
+    assert cons.classes_at_one(c[:1], y) == (-1, [])
+
+
+def test_climb_times_hand_computed():
+    epochs = np.array([0, 0.5, 1, 2, 3])
+    c = np.array([[0.2, 0.2, 0.0, 0.2],
+                  [0.2, 0.6, 0.0, 0.2],
+                  [0.95, 0.95, 0.0, 0.3],
+                  [1.0, 1.0, 0.0, 0.5],
+                  [1.0, 1.0, 0.0, 1.0]])
+    # example 0: last <= 0.3 at 0.5, first >= 0.9 at 1 -> 0.5; example 1: 0 -> 1 = 1; example 2 never climbs;
+    # example 3: last <= 0.3 at epoch 1 (0.3), first >= 0.9 at 3 -> 2
+    assert cons.climb_times(epochs, c).tolist() == [0.5, 1.0, 2.0]

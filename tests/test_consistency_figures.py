@@ -149,6 +149,27 @@ def test_summary_table(study):
     r = by["speed of learning r, same architecture (two halves), test"]["ours"]
     assert r > 0.8  # the synthetic members share the per-example difficulty
     assert "| §5 | svm test accuracy | 0.48 | 0.5 |" in (tmp / "s.md").read_text()
+    assert "Fig 4c: matched accuracy" not in by  # no figure options: no Fig 4c-d rows
+    for quantity in ("last epoch where the mode of c^e is 0 (test)",
+                     "Fig 9: classes with images at consistency 1 (first such epoch)",
+                     "Fig 11: median epochs from consistency <= 0.3 to >= 0.9 (train)"):
+        assert by[quantity]["ours"] is not None, quantity
+
+
+def test_summary_table_fig4cd_rows_match_the_figure(study):
+    tmp, scores = study
+    moves = {w: str(tmp / f"{w}.txt") for w in ("easiest", "hardest", "random")}
+    options = {"matched_accuracies": None, "match_tolerance": 0.05, "match_split": "test"}
+    cons.summary_table(scores, tmp / "classifiers.h5", moves, [["main", "small"]], tmp / "s.csv", tmp / "s.md",
+                       tmp / "s.json", figure_options=options)
+    by = {r["quantity"]: r for r in json.loads((tmp / "s.json").read_text())}
+    a, b = cons.read_scores(scores["main"]), cons.read_scores(scores["small"])
+    targets = cons.matched_targets(a["test"]["accuracy"], b["test"]["accuracy"], None)
+    for letter, target in zip("cd", targets, strict=True):
+        i, j = cons.matched_pair_near(a["test"]["accuracy"], b["test"]["accuracy"], target, 0.05)
+        expect = (a["test"]["accuracy"][i] + b["test"]["accuracy"][j]) / 2
+        assert by[f"Fig 4{letter}: matched accuracy"]["ours"] == pytest.approx(expect, abs=1e-4)
+        assert by[f"Fig 4{letter}: corner peak / mean off-corner mass"]["ours"] > 0
 
 
 def test_phase_checkpoints_pick_the_phases(study):

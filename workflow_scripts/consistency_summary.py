@@ -14,4 +14,5 @@ summary_table(
     out_csv=snakemake.output.csv,
     out_md=snakemake.output.md,
     out_json=snakemake.output.json,
+    figure_options=dict(snakemake.params.figure_options),
 )

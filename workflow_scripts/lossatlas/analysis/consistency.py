@@ -147,6 +147,85 @@ def matched_pair_near(acc_a: Sequence[float], acc_b: Sequence[float], target: fl
     return min(pairs, key=lambda p: (abs((a[p[0]] + b[p[1]]) / 2 - target), abs(a[p[0]] - b[p[1]]), p))
 
 
+def matched_targets(acc_a: np.ndarray, acc_b: np.ndarray, configured: Sequence[float] | None) -> list[float]:
+    """Fig 4c-d target accuracies: the configured ones (paper 0.39 and 0.71), else half-way and 90 % of the way
+    through the accuracy range both ensembles reach."""
+    if configured:
+        return [float(t) for t in configured]
+    lo, hi = max(np.min(acc_a), np.min(acc_b)), min(np.max(acc_a), np.max(acc_b))
+    return [float(lo + 0.5 * (hi - lo)), float(lo + 0.9 * (hi - lo))]
+
+
+def corner_peak_ratios(hist: np.ndarray) -> dict[str, float]:
+    """Fig 4c "peaking around (0, 0) and (1, 1), where the values are an order of magnitude higher than the
+    rest": the smaller corner peak min(P(0,0), P(1,1)) divided by (a) the mean and (b) the largest of the
+    other cells of the 2-D histogram (:func:`consistency_histogram_2d`). NaN when the rest is all zero."""
+    h = np.asarray(hist, dtype=np.float64)
+    peak = min(h[0, 0], h[-1, -1])
+    rest = np.ones(h.shape, dtype=bool)
+    rest[0, 0] = rest[-1, -1] = False
+    others = h[rest]
+    mean, largest = float(others.mean()), float(others.max())
+    return {"peak": float(peak), "vs_mean": peak / mean if mean > 0 else math.nan,
+            "vs_max": peak / largest if largest > 0 else math.nan}
+
+
+def histogram_modes(consistency: np.ndarray, n_members: int) -> np.ndarray:
+    """(C,) the most frequent consistency value per checkpoint, on the grid {0, 1/N, …, 1} (ties: the
+    smaller value). NaN scores (no valid member) are left out."""
+    c = np.asarray(consistency, dtype=np.float64)
+    out = np.full(c.shape[0], math.nan)
+    for i, row in enumerate(c):
+        row = row[np.isfinite(row)]
+        if row.size:
+            counts = np.bincount(np.rint(row * n_members).astype(np.int64), minlength=n_members + 1)
+            out[i] = int(np.argmax(counts)) / n_members
+    return out
+
+
+def beginning_phase(epochs: np.ndarray, consistency: np.ndarray, n_members: int) -> tuple[float, float, int]:
+    """§3 phase (ii), "beginning of learning": "most examples achieve a consistency score of 0". Returns
+    (first epoch, last epoch, number of checkpoints) of the first contiguous run of checkpoints where the mode
+    of c^e (:func:`histogram_modes`) is 0; (0, 0, 0) when the mode is never 0."""
+    at_zero = histogram_modes(consistency, n_members) == 0
+    if not at_zero.any():
+        return 0.0, 0.0, 0
+    start = int(np.argmax(at_zero))
+    stop = start
+    while stop + 1 < len(at_zero) and at_zero[stop + 1]:
+        stop += 1
+    e = np.asarray(epochs, dtype=np.float64)
+    return float(e[start]), float(e[stop]), stop - start + 1
+
+
+def classes_at_one(consistency: np.ndarray, labels: np.ndarray, min_fraction: float = 0.0) -> tuple[int, list]:
+    """Fig 9: at the first checkpoint where at least ``min_fraction`` of the examples (and at least one) have
+    consistency 1, the checkpoint index and the sorted labels of those examples. (-1, []) if none."""
+    frac = (np.asarray(consistency) == 1).mean(axis=1)
+    hits = np.flatnonzero((frac > 0) & (frac >= min_fraction))
+    if not hits.size:
+        return -1, []
+    i = int(hits[0])
+    return i, sorted({int(v) for v in np.asarray(labels)[np.asarray(consistency)[i] == 1]})
+
+
+def climb_times(epochs: np.ndarray, consistency: np.ndarray, low: float = 0.3, high: float = 0.9) -> np.ndarray:
+    """Fig 11 / Supp. C "the score may climb up from random (0.2) to 1 in 1 epoch": per example, the epochs
+    from the last checkpoint with c ≤ ``low`` before its first checkpoint with c ≥ ``high`` to that checkpoint.
+    Examples that never reach ``high``, or never are ≤ ``low`` before it, are left out."""
+    e = np.asarray(epochs, dtype=np.float64)
+    c = np.asarray(consistency, dtype=np.float64)
+    out = []
+    for j in range(c.shape[1]):
+        above = np.flatnonzero(c[:, j] >= high)
+        if not above.size:
+            continue
+        below = np.flatnonzero(c[: above[0], j] <= low)
+        if below.size:
+            out.append(e[above[0]] - e[below[-1]])
+    return np.asarray(out, dtype=np.float64)
+
+
 def consistency_histogram_2d(c_a: np.ndarray, c_b: np.ndarray, n_a: int, n_b: int) -> np.ndarray:
     """P(a, b) = (1/M) #{x : c_F(x) = a, c_G(x) = b} on the grid a ∈ {0, 1/N₁, …, 1}, b ∈ {0, 1/N₂, …, 1}
     (created_equal.txt §4.1, Fig 4c-d). Returns (N₁+1, N₂+1), rows indexed by a."""
@@ -571,14 +650,58 @@ def moved_accuracy(scores: dict, moved: np.ndarray) -> np.ndarray:
     return np.nanmean(scores["test"]["consistency"][:, mask], axis=1)
 
 
+def _matched_rows(row, a: dict, b: dict, roles: Sequence[str], options: dict) -> None:
+    """Fig 4c-d rows: the matched accuracy of each matched epoch pair and its corner-peak ratios (the same
+    matching as lossatlas.figures.consistency.fig04cd_matched_epochs_2d)."""
+    split = options["match_split"]
+    acc_a, acc_b = a[split]["accuracy"], b[split]["accuracy"]
+    targets = matched_targets(acc_a, acc_b, options.get("matched_accuracies"))
+    for letter, target, paper in zip("cd", targets, (0.39, 0.71), strict=False):
+        pair = matched_pair_near(acc_a, acc_b, target, options["match_tolerance"])
+        if pair is None:
+            row(f"§4.1 Fig 4{letter}", f"Fig 4{letter}: matched accuracy", paper, None,
+                f"no epochs of {roles[0]} and {roles[1]} match within {options['match_tolerance']:g}")
+            continue
+        i, j = pair
+        row(f"§4.1 Fig 4{letter}", f"Fig 4{letter}: matched accuracy", paper, (acc_a[i] + acc_b[j]) / 2,
+            f"{roles[0]} epoch {a['epoch'][i]:g} ({acc_a[i]:.3f}), {roles[1]} epoch {b['epoch'][j]:g} "
+            f"({acc_b[j]:.3f}), {split}; target {target:.3f}")
+        hist = consistency_histogram_2d(a["test"]["consistency"][i], b["test"]["consistency"][j],
+                                        int(a["attrs"]["n_members"]), int(b["attrs"]["n_members"]))
+        ratios = corner_peak_ratios(hist)
+        row(f"§4.1 Fig 4{letter}", f"Fig 4{letter}: corner peak / mean off-corner mass", 10 if letter == "c"
+            else None, ratios["vs_mean"], f"min(P(0,0), P(1,1)) = {ratios['peak']:.3f}; "
+            f"vs the largest off-corner cell: {ratios['vs_max']:.2f}")
+
+
+def _fig09_fig11_rows(row, main: dict) -> None:
+    """Supp. C rows: Fig 9 classes at consistency 1 early on, Fig 11 typical climb time (train set)."""
+    c, labels = main["train"]["consistency"], main["train"]["y"]
+    i, classes = classes_at_one(c, labels)
+    row("Supp C Fig 9", "Fig 9: classes with images at consistency 1 (first such epoch)", 2,
+        len(classes) if i >= 0 else None,
+        f"epoch {main['epoch'][i]:g}: labels {classes}" if i >= 0 else "no train image reaches consistency 1")
+    i2, classes2 = classes_at_one(c, labels, min_fraction=0.02)
+    row("Supp C Fig 9", "Fig 9: classes with images at consistency 1 (first epoch with 2 % at 1)", 2,
+        len(classes2) if i2 >= 0 else None, f"epoch {main['epoch'][i2]:g}: labels {classes2}" if i2 >= 0
+        else "fewer than 2 % of the train images reach consistency 1")
+    climbs = climb_times(main["epoch"], c)
+    row("Supp C Fig 11", "Fig 11: median epochs from consistency <= 0.3 to >= 0.9 (train)", 1,
+        float(np.median(climbs)) if climbs.size else None,
+        f"{climbs.size} of {c.shape[1]} train images climb; 75th percentile "
+        f"{np.percentile(climbs, 75):.2f}" if climbs.size else "no train image climbs from <= 0.3 to >= 0.9")
+
+
 def summary_table(scores_paths: dict[str, str], classifiers_path: str | Path, move_files: dict[str, str],
                   cross_pairs: Sequence[Sequence[str]], out_csv: str | Path, out_md: str | Path,
-                  out_json: str | Path) -> None:
+                  out_json: str | Path, figure_options: dict | None = None) -> None:
     """The §3 and §5 numbers (accuracies, r values, Pearson bimodality per condition) next to the paper's.
 
     ``scores_paths``: role → scores.h5, roles 'main', 'linear', 'small', 'random_labels', 'hard_final',
-    'random_subset', 'move_<which>' and any other ensembles named in ``cross_pairs``. Writes a CSV and a
-    Markdown table (section, quantity, paper, ours, note) and the same rows as JSON.
+    'random_subset', 'move_<which>' and any other ensembles named in ``cross_pairs``. ``figure_options``: the
+    study's ``figures:`` section (Fig 4c-d matching: matched_accuracies, match_tolerance, match_split); the
+    Fig 4c-d rows are left out without it. Writes a CSV and a Markdown table (section, quantity, paper, ours,
+    note) and the same rows as JSON.
     """
     import h5py
 
@@ -594,6 +717,12 @@ def summary_table(scores_paths: dict[str, str], classifiers_path: str | Path, mo
     k = int(main["attrs"]["num_classes"])
     row("§3 Fig 1a", "mean consistency at initialisation (test)", 1 / k,
         np.nanmean(main["test"]["consistency"][0]), "chance = 1/K")
+    n_main = int(main["attrs"]["n_members"])
+    first, last, n_ckpt = beginning_phase(main["epoch"], main["test"]["consistency"], n_main)
+    row("§3", "last epoch where the mode of c^e is 0 (test)", 10, last,
+        f"first run of such checkpoints: epochs {first:g}-{last:g} ({n_ckpt} checkpoints)" if n_ckpt
+        else "the mode of c^e is never 0 (reported as 0)")
+    row("§3", "checkpoints where the mode of c^e is 0 (test)", None, n_ckpt, "first contiguous run")
     paper_acc = {"main": 0.56, "linear": 0.43}
     for role in ("main", "linear", "small"):
         if role in sc:
@@ -626,6 +755,9 @@ def summary_table(scores_paths: dict[str, str], classifiers_path: str | Path, mo
             first = (a, b) == ("main", "small")
             row("§4.1 Fig 4b", f"speed of learning r, {a} vs {b}, test", 0.87 if first else None, r,
                 f"p={p:.2g}" + ("; paper: ResNet-50 vs AlexNet" if first else ""))
+    if figure_options is not None and cross_pairs:
+        _matched_rows(row, sc[cross_pairs[0][0]], sc[cross_pairs[0][1]], cross_pairs[0], figure_options)
+    _fig09_fig11_rows(row, main)
     with h5py.File(classifiers_path, "r") as f:
         row("§5 Fig 6b", "AdaBoost vs CNN difficulty r (test)", 0.83, f["adaboost"].attrs["r"],
             f"p={f['adaboost'].attrs['p']:.2g}")

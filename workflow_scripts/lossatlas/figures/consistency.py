@@ -162,10 +162,7 @@ def fig04cd_matched_epochs_2d(inputs: dict, options: dict, out_path: str) -> Non
     a, b = an.read_scores(inputs["a"]), an.read_scores(inputs["b"])
     split = options["match_split"]
     acc_a, acc_b = a[split]["accuracy"], b[split]["accuracy"]
-    targets = options.get("matched_accuracies")
-    if not targets:
-        lo, hi = max(acc_a.min(), acc_b.min()), min(acc_a.max(), acc_b.max())
-        targets = [lo + 0.5 * (hi - lo), lo + 0.9 * (hi - lo)]
+    targets = an.matched_targets(acc_a, acc_b, options.get("matched_accuracies"))
     roles = options["roles"]
     fig, axes = plt.subplots(1, len(targets), figsize=(4.4 * len(targets), 4.4), squeeze=False)
     for ax, target, letter in zip(axes[0], targets, "cdefgh", strict=False):

@@ -389,3 +389,21 @@ def test_mlp_offset_batchnorm_uses_gamma_plus_offset():
     bn.train()
     expected = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + bn.eps) * (bn.weight + 0.5) + bn.bias
     assert torch.allclose(bn(x), expected, atol=1e-5)
+
+
+def test_architecture_schema_lists_exactly_each_models_options():
+    """schemas/architecture.schema.yaml (start-up validation, torch-free) matches the registry's signatures."""
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas" / "architecture.schema.yaml").read_text())
+    assert set(schema["properties"]["model"]["enum"]) == set(MODELS)
+    by_model = {rule["if"]["properties"]["model"]["const"]: rule["then"] for rule in schema["allOf"]}
+    assert set(by_model) == set(MODELS)
+    for name, fn in MODELS.items():
+        params = {p.name: p for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY}
+        assert set(by_model[name]["properties"]) - {"model"} == set(params), name
+        required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
+        assert set(by_model[name].get("required", [])) == required, name

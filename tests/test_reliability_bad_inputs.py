@@ -206,9 +206,6 @@ def test_training_refuses_a_wrong_architecture_before_touching_the_run_directory
                  ValueError, match)
 
 
-@pytest.mark.xfail(strict=True, reason="config: architectures: entries are checked only for 'model' (schemas/"
-                                       "config.schema.yaml), so a typo in a model name or option passes "
-                                       "validation and fails later, in every train job that uses it")
 @pytest.mark.parametrize("arch", [{"model": "mlpx"}, {"model": "mlp", "hidden": [16], "widht": 3},
                                   {"model": "mlp", "hidden": [-4]}], ids=["unknown-model", "unknown-option",
                                                                           "negative-width"])

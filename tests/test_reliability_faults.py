@@ -129,9 +129,6 @@ def test_sigterm_saves_the_state_exits_143_and_a_retry_resumes(tmp_path, digits,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="io.atomic_path: the temporary of a write killed before its rename stays "
-                                       "beside the output for good (a half checkpoints.h5: GBs at paper scale); "
-                                       "the next write of the same file could remove it")
 def test_a_rerun_removes_the_temporary_that_a_killed_write_left(tmp_path, digits):
     run_dir = tmp_path / "run"
     _assert_nothing_finished(run_dir, train(STACKED, digits, run_dir, "write:checkpoints.h5:1"), "write")

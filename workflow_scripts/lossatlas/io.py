@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary file lives in the same directory (same filesystem, so the rename is atomic) and is
-    removed on any exception, including KeyboardInterrupt.
+    removed on any exception, including KeyboardInterrupt; temporaries that killed writes of the same path left
+    behind are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A write of this file killed before its rename (SIGKILL, node failure) left its temporary behind; the
+    # workflow's lock means no other writer of this path is running, so leftovers are garbage (GBs at scale).
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

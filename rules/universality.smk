@@ -39,6 +39,23 @@ UNI_FIG_HELPERS = ["_load", "_save", "_suptitle", "_sort_key", "_colors", "_grou
 UNI_PROBE_IGNORES = ("seeds", "epochs", "checkpoints", "eval", "stop_at_train_loss")
 
 
+
+
+def _check_pair_metrics():
+    """Every l_p metric the all-pairs figures use must be evaluated by every universality recipe (eval.lp)."""
+    wanted = [m for m in UNI.get("pair_metrics", []) if m.startswith("lp_")]
+    for rname, recipe in (UNI.get("recipes") or {}).items():
+        have = {f"lp_{p:g}" if isinstance(p, (int, float)) else f"lp_{p}" for p in recipe["eval"]["lp"]}
+        missing = [m for m in wanted if m not in have]
+        if missing:
+            raise WorkflowError(f"studies.universality.pair_metrics: {missing} not evaluated by recipe '{rname}' "
+                                f"(add to studies.universality.recipes.{rname}.eval.lp)")
+
+
+if study_enabled("universality"):
+    _check_pair_metrics()
+
+
 # ------------------------------------------------------------------------------------ learning-rate probe
 
 

@@ -134,9 +134,12 @@ if study_enabled("normalized_loss"):
             fits=f"{NL_DIR}/fits.csv",
             correlations=f"{NL_DIR}/correlations.csv",
             max_logits=f"{NL_DIR}/max_logits.csv",
+            loss_differences=f"{NL_DIR}/loss_differences.json",
         params:
             experiments=NL_EXPERIMENTS,
             histogram_points=nl_points(NL_HIST) if NL_HIST in NL_EXPERIMENTS else None,
+            # App. F loss differences: the Fig 3 points (conv3_corruption), when configured
+            fig03_points=nl_points("conv3_corruption") if "conv3_corruption" in NL_EXPERIMENTS else None,
             code=source_hash(NL_LIB),
         log:
             "results/logs/normalized_loss/fits.log",

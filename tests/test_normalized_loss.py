@@ -208,3 +208,28 @@ def test_label_corruption_keeps_histogram(tmp_path):
         assert changed > 0.6 * q
         assert np.array_equal(d.y_test, base.y_test)  # only the train split is corrupted
         assert np.array_equal(d.id_train, base.id_train)
+
+
+def test_min_pairwise_difference_hand_computed():
+    assert nl.min_pairwise_difference([2.3, 2.1, 2.25, 2.2999]) == pytest.approx(1e-4, rel=1e-9)
+    assert math.isnan(nl.min_pairwise_difference([2.3]))
+
+
+def test_loss_differences_on_fig03_points(tmp_path):
+    import json
+
+    import pandas as pd
+
+    points = tmp_path / "points.csv"
+    pd.DataFrame({"kind": ["natural", "natural", "natural", "RL"],
+                  "train_ce_fro": [2.2656395, 2.2648559, 2.2660001, 2.2656396],  # RL point left out
+                  "test_ce_fro": [2.27, 2.2664, 2.2665, 2.2664]}).to_csv(points, index=False)
+    out = tmp_path / "loss_differences.json"
+    nl.loss_differences(str(points), out)
+    res = json.loads(out.read_text())
+    assert res["n_points"] == 3
+    assert res["min_pairwise_normalised_train_ce_difference"] == pytest.approx(2.2660001 - 2.2656395, rel=1e-9)
+    assert res["min_pairwise_normalised_test_ce_difference"] == pytest.approx(1e-4, rel=1e-9)
+    assert res["float32_eps"] == pytest.approx(2 ** -23)
+    nl.loss_differences(None, out)
+    assert "min_pairwise_normalised_train_ce_difference" not in json.loads(out.read_text())

@@ -2,7 +2,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.analysis.normalized_loss import fit_table, max_logit_table  # noqa: E402
+from lossatlas.analysis.normalized_loss import fit_table, loss_differences, max_logit_table  # noqa: E402
 from lossatlas.entry import setup  # noqa: E402
 
 setup(snakemake, threads=1)
@@ -13,3 +13,4 @@ fit_table(
 )
 max_logit_table(snakemake.params.histogram_points, (snakemake.input.max_logits or [None])[0],
                 snakemake.output.max_logits)
+loss_differences(snakemake.params.fig03_points, snakemake.output.loss_differences)

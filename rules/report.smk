@@ -9,6 +9,7 @@ rule claims:
         rst="results/claims.rst",
     params:
         scale=SCALE,
+        repo=workflow.basedir,
         registry=source_hash(f"{LIB}/claims.yaml"),
         code=source_hash(f"{LIB}/claims.py"),
     log:

@@ -139,6 +139,24 @@ if study_enabled("loss_patterns"):
         script:
             "../workflow_scripts/loss_patterns_bn_summary.py"
 
+    # The search summaries keyed by figure, so claims name figures, not config-specific search names.
+    LP_FIGURE_SEARCHES = sorted({n for v in LP["figures"].values() for n in ([v] if isinstance(v, str) else v)})
+    FIGURES.append(f"{LP_DIR}/searches_by_figure.json")
+
+    rule lp_searches_by_figure:
+        input:
+            summaries=[f"{LP_DIR}/searches/{n}.json" for n in LP_FIGURE_SEARCHES],
+        output:
+            f"{LP_DIR}/searches_by_figure.json",
+        params:
+            figures=LP["figures"],
+            searches=LP_FIGURE_SEARCHES,
+            code=source_hash(f"{LIB}/analysis/loss_patterns_by_figure.py"),
+        log:
+            "results/logs/loss_patterns/searches_by_figure.log",
+        script:
+            "../workflow_scripts/loss_patterns_by_figure.py"
+
     rule lp_fig01:
         input:
             a=lp_search(LP["figures"]["fig01a"]),

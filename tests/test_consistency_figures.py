@@ -156,6 +156,18 @@ def test_summary_table(study):
         assert by[quantity]["ours"] is not None, quantity
 
 
+def test_summary_table_reports_every_other_ensemble(study):
+    tmp, scores = study
+    moves = {w: str(tmp / f"{w}.txt") for w in ("easiest", "hardest", "random")}
+    # an extra named ensemble (paper scale: mnist, cifar10_vgg16, ...): here the small ensemble's file again
+    cons.summary_table({**scores, "mnist": scores["small"]}, tmp / "classifiers.h5", moves, [["main", "small"]],
+                       tmp / "s.csv", tmp / "s.md", tmp / "s.json")
+    by = {r["quantity"]: r for r in json.loads((tmp / "s.json").read_text())}
+    small = by["test accuracy, small ensemble (last epoch)"]["ours"]
+    assert by["test accuracy, mnist ensemble (last epoch)"]["ours"] == small
+    assert not any(q.startswith("test accuracy, move_") or q.startswith("test accuracy, hard_final") for q in by)
+
+
 def test_summary_table_fig4cd_rows_match_the_figure(study):
     tmp, scores = study
     moves = {w: str(tmp / f"{w}.txt") for w in ("easiest", "hardest", "random")}

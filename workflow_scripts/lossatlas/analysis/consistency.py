@@ -724,7 +724,9 @@ def summary_table(scores_paths: dict[str, str], classifiers_path: str | Path, mo
         else "the mode of c^e is never 0 (reported as 0)")
     row("§3", "checkpoints where the mode of c^e is 0 (test)", None, n_ckpt, "first contiguous run")
     paper_acc = {"main": 0.56, "linear": 0.43}
-    for role in ("main", "linear", "small"):
+    derived = ("random_labels", "hard_final", "random_subset")  # reported in their own rows below
+    others = sorted(r for r in sc if r not in ("main", "linear", "small", *derived) and not r.startswith("move_"))
+    for role in ("main", "linear", "small", *others):  # others: e.g. the Supp. A/C ensembles (mnist, cifar10_…)
         if role in sc:
             row("§4.2", f"test accuracy, {role} ensemble (last epoch)", paper_acc.get(role),
                 sc[role]["test"]["accuracy"][-1], f"N={sc[role]['attrs']['n_members']}")

@@ -37,6 +37,11 @@ write_conf() {
     # RealMemory above what slurmd detects drains the node.
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -1)
     mem=$(( mem * 9 / 10 ))
+    # The real profile asks for 4 CPUs per GPU job; declare at least 8 CPUs so it schedules unchanged on a small
+    # test machine (SlurmdParameters=config_overrides lets slurmd accept more CPUs than it detects). `nproc --all`:
+    # plain nproc obeys OMP_NUM_THREADS, which the test process may have set to 1.
+    cpus=$(nproc --all)
+    [ "$cpus" -ge 8 ] || cpus=8
     # gres/gpu needs File= entries that exist; /dev/null links stand in for devices.
     for i in $(seq 0 $(( FAKE_GPUS - 1 ))); do ln -sfn /dev/null "$BASE/gpu/nvidia$i"; done
     echo "NodeName=$HOST Name=gpu File=$BASE/gpu/nvidia[0-$(( FAKE_GPUS - 1 ))]" > "$CONF/gres.conf"
@@ -74,7 +79,8 @@ InactiveLimit=0
 KillWait=5
 Waittime=0
 GresTypes=gpu
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem Gres=gpu:$FAKE_GPUS State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:$FAKE_GPUS State=UNKNOWN
 PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST MaxTime=INFINITE State=UP
 CONF

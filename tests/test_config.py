@@ -194,3 +194,19 @@ def test_derivation_missing_required_key_is_named():
     cfg = base_config()
     cfg["datasets"]["noisy"] = {"derive_from": "digits", "derivation": "corrupt_labels"}
     assert "datasets.noisy.fraction" in problems_of(cfg)
+
+
+def test_changing_one_architectures_learning_rate_changes_only_its_runs():
+    """Each architecture with its own optimizer entry (how a per-architecture lr is written): halving one lr
+    changes the params of exactly that architecture's training jobs (Snakemake reruns jobs whose params change,
+    see tests/test_reliability_recompute.py for the dry-run job lists)."""
+    cfg = base_config()
+    cfg["optimizers"]["sgd_mlp8"] = {"name": "sgd", "lr": 0.1}
+    main = cfg["studies"]["universality"]["recipes"]["main"]
+    main["architectures"] = ["fc1"]
+    cfg["studies"]["universality"]["recipes"]["mlp8"] = {**main, "architectures": ["mlp8"], "optimizers": ["sgd_mlp8"]}
+    before = {r.dir: r.spec for r in expand_runs(validate_config(copy.deepcopy(cfg)))}
+    cfg["optimizers"]["sgd_mlp8"]["lr"] = 0.05
+    after = {r.dir: r.spec for r in expand_runs(validate_config(cfg))}
+    changed = {d for d in before if before[d] != after[d]}
+    assert changed == {d for d in before if "/mlp8/" in d} and changed

@@ -25,13 +25,21 @@ validate(config, "schemas/config.schema.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/functions/data.smk"
 include: "rules/data.smk"
+include: "rules/functions/train.smk"
 include: "rules/train.smk"
+include: "rules/functions/universality.smk"
 include: "rules/universality.smk"
+include: "rules/functions/consistency.smk"
 include: "rules/consistency.smk"
+include: "rules/functions/normalized_loss.smk"
 include: "rules/normalized_loss.smk"
+include: "rules/functions/loss_patterns.smk"
 include: "rules/loss_patterns.smk"
+include: "rules/functions/embedding.smk"
 include: "rules/embedding.smk"
+include: "rules/functions/audit.smk"
 include: "rules/audit.smk"
 include: "rules/report.smk"
 

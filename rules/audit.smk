@@ -2,25 +2,17 @@
 # (lossatlas/audit.py). It has no outputs, so it runs whenever it is named, and trains nothing.
 
 
-def _figure_runs():
-    """Registered runs per figure; a figure that registered none is charged all runs of its study."""
-    out = {}
-    for path in FIGURES:
-        if path in FIGURE_RUNS:
-            out[path] = FIGURE_RUNS[path]
-        else:
-            paper = path.split("/")[2]
-            out[path] = [r.dir for r in runs_of(paper)]
-    return out
-
-
 localrules:
     audit,
 
 
 rule audit:
-    run:
-        from lossatlas.audit import write_audit
-
-        print(write_audit(config, RUNS, _figure_runs(), "results/audit.md", "results/audit.csv",
-                          unevaluated_studies=STUDIES_WITHOUT_EVALUATION))
+    params:
+        figure_runs=_figure_runs(),
+        unevaluated_studies=sorted(STUDIES_WITHOUT_EVALUATION),
+    log:
+        "results/logs/audit.log",
+    conda:
+        "../envs/lossatlas.yaml"
+    script:
+        "../workflow_scripts/audit.py"

@@ -13,12 +13,6 @@ CONS_LIB = f"{LIB}/analysis/consistency.py"
 CONS_FIG_LIB = f"{LIB}/figures/consistency.py"
 
 
-def cons_code(*functions):
-    """Hashes of the analysis functions a rule runs: editing the figure or table code does not re-derive the
-    hard / moved datasets (which would retrain their ensembles)."""
-    return [source_hash(CONS_LIB, f) for f in functions]
-
-
 CONS_SCORE_CODE = cons_code("ensemble_scores", "load_ensemble", "consistency_scores", "consensus_scores",
                             "label_counts", "modal_labels", "pearson_bimodality", "training_epochs",
                             "speed_of_learning", "split_halves")
@@ -34,17 +28,6 @@ CONS_FIG_HELPERS_HASH = "".join(
 CONS_FIG_ANALYSIS_CODE = CONS_READ_CODE + cons_code(
     "phase_checkpoints", "example_patterns", "match_epochs", "matched_pair_near", "consistency_histogram_2d",
     "bimodality_summary", "moved_accuracy", "matched_targets")
-
-
-def _cons_index_scores(wc):
-    plan = cons_plan.index_plan(CONS)
-    if wc.name not in plan:
-        raise WorkflowError(f"{wc.name}: no index list of the consistency study derives this dataset")
-    return cons_plan.scores_path(plan[wc.name]["parent"])
-
-
-def _cons_combos(recipe, dataset, arch):
-    return {(r.optimizer, r.loss) for r in runs_of("consistency", recipe=recipe, dataset=dataset, arch=arch)}
 
 
 if study_enabled("consistency"):
@@ -73,6 +56,8 @@ rule consistency_scores:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/consistency_scores.py"
 
@@ -95,6 +80,8 @@ rule consistency_index:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/consistency_index.py"
 
@@ -116,6 +103,8 @@ rule consistency_classifiers:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/consistency_classifiers.py"
 
@@ -142,6 +131,8 @@ rule consistency_summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/consistency_summary.py"
 
@@ -164,5 +155,7 @@ rule consistency_figure:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/consistency_figure.py"

@@ -2,19 +2,6 @@
 # HDF5 schema, and derivations (one rule, one parent each), all documented in lossatlas/datasets.py.
 
 
-def _source_inputs(wc):
-    source = DATASETS[wc.name]["source"]
-    return {"raw": f"data/raw/{source}"} if source in DOWNLOADED_SOURCES else {}
-
-
-def _derive_inputs(wc):
-    spec = DATASETS[wc.name]
-    inputs = {"parent": dataset_h5(spec["derive_from"])}
-    if "index_file" in spec:
-        inputs["index_file"] = spec["index_file"]
-    return inputs
-
-
 localrules:
     download_dataset,
 
@@ -28,6 +15,8 @@ rule download_dataset:
         "results/logs/data/download_{source}.log",
     wildcard_constraints:
         source=_alternation(DOWNLOADED_SOURCES),
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/download_dataset.py"
 
@@ -49,6 +38,8 @@ rule prepare_dataset:
         # The whole dataset is held in memory (ImageNet-20 at 224 px is about 4 GB of uint8).
         mem_mb=lambda wc: dataset_mem_mb(config, wc.name),
         runtime=60,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/prepare_dataset.py"
 
@@ -68,5 +59,7 @@ rule derive_dataset:
     resources:
         mem_mb=lambda wc: dataset_mem_mb(config, wc.name),
         runtime=30,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/derive_dataset.py"

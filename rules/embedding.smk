@@ -33,9 +33,6 @@ if study_enabled("embedding"):
     EMB_FIG05_PANELS = ["fig05a_loss", "fig05b_similarity", "fig05c_reduced_loss", "fig05d_agreement"]
     EMB_FIG_HELPERS = ["_load", "_save", "_spectrum_figure", "_mark_blue"]
 
-    def _emb_code(function, helpers, path):
-        return "".join(source_hash(path, f) for f in [function, *helpers])
-
     rule embedding_analysis:
         input:
             dataset=lambda wc: dataset_h5(EMB[wc.experiment]["dataset"]),
@@ -55,6 +52,8 @@ if study_enabled("embedding"):
             mem_mb=2000,
             # minutes; paper scale: Fig 5 (width 400 on 1,000 MNIST images) runs about 0.1 s per epoch
             runtime=lambda wc: max(30, EMB[wc.experiment]["epochs"] // (300 if wc.experiment == "fig5" else 3000)),
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/embedding_analysis.py"
 
@@ -76,6 +75,8 @@ if study_enabled("embedding"):
         resources:
             mem_mb=1000,
             runtime=10,
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/embedding_figure.py"
 
@@ -95,6 +96,8 @@ if study_enabled("embedding"):
         resources:
             mem_mb=1000,
             runtime=10,
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/embedding_figure.py"
 

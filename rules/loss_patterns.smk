@@ -13,63 +13,6 @@ LP_FIG_LIB = f"{LIB}/figures/loss_patterns.py"
 LP_VARIANTS = ("without_bn", "with_bn")
 
 
-def lp_check_config():
-    """Names the study uses must be defined; the figures must name searches; Fig 3's p must be fitted."""
-    where = "studies.loss_patterns"
-    for name, search in LP["searches"].items():
-        if search["dataset"] not in DATASETS:
-            raise WorkflowError(f"{where}.searches.{name}.dataset: undefined dataset '{search['dataset']}'")
-        if search["architecture"] not in config["architectures"]:
-            raise WorkflowError(f"{where}.searches.{name}.architecture: undefined architecture "
-                                f"'{search['architecture']}'")
-    for fig, names in LP["figures"].items():
-        for name in [names] if isinstance(names, str) else names:
-            if name not in LP["searches"]:
-                raise WorkflowError(f"{where}.figures.{fig}: no search named '{name}' under {where}.searches")
-    bn = LP["bn_experiment"]
-    if bn["dataset"] not in DATASETS:
-        raise WorkflowError(f"{where}.bn_experiment.dataset: undefined dataset '{bn['dataset']}'")
-    for variant in LP_VARIANTS:
-        if bn[variant] not in config["architectures"]:
-            raise WorkflowError(f"{where}.bn_experiment.{variant}: undefined architecture '{bn[variant]}'")
-    if not any(abs(p - bn["example_probability"]) < 1e-9 for p in bn["fill_probabilities"]):
-        raise WorkflowError(f"{where}.bn_experiment.example_probability: {bn['example_probability']} is not one "
-                            "of fill_probabilities")
-
-
-def lp_arch(name):
-    return {"name": name, **config["architectures"][name]}
-
-
-def lp_search_spec(name):
-    search = LP["searches"][name]
-    return jsonable({"search": name, "picture": search["picture"], "picture_size": LP["picture_size"],
-                     "grid": search["grid"], "dataset": search["dataset"],
-                     "architecture": lp_arch(search["architecture"]), "fit": LP["fit"],
-                     "eval_examples": LP["eval_examples"], "seed": search["seed"], "device": config["device"]})
-
-
-def lp_bn_spec(variant, seed):
-    bn = LP["bn_experiment"]
-    return jsonable({"variant": variant, "architecture": lp_arch(bn[variant]), "dataset": bn["dataset"],
-                     "mask_size": bn["mask_size"], "fill_probabilities": bn["fill_probabilities"],
-                     "seed": int(seed), "fit": LP["fit"], "eval_examples": LP["eval_examples"],
-                     "device": config["device"]})
-
-
-def lp_search(name):
-    return f"{LP_DIR}/searches/{name}.h5"
-
-
-def lp_bn_run(variant, seed):
-    return f"{LP_DIR}/bn/{variant}/s{seed}.h5"
-
-
-def lp_figure_params(function):
-    return {"function": function, "code": source_hash(LP_FIG_LIB, function),
-            "caption": figure_caption(LP_FIGURE_OUTPUTS[function[:5]].values())}
-
-
 if study_enabled("loss_patterns"):
     lp_check_config()
     LP_BN = LP["bn_experiment"]
@@ -102,6 +45,8 @@ if study_enabled("loss_patterns"):
         resources:
             mem_mb=4000,
             runtime=120,
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_search.py"
 
@@ -122,6 +67,8 @@ if study_enabled("loss_patterns"):
         resources:
             mem_mb=4000,
             runtime=240,
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_bn_run.py"
 
@@ -136,6 +83,8 @@ if study_enabled("loss_patterns"):
             code=source_hash(LP_LIB, "summarize_bn_experiment"),
         log:
             "results/logs/loss_patterns/bn_summary.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_bn_summary.py"
 
@@ -154,6 +103,8 @@ if study_enabled("loss_patterns"):
             code=source_hash(f"{LIB}/analysis/loss_patterns_by_figure.py"),
         log:
             "results/logs/loss_patterns/searches_by_figure.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_by_figure.py"
 
@@ -167,6 +118,8 @@ if study_enabled("loss_patterns"):
             **lp_figure_params("fig01_test_loss_surfaces"),
         log:
             "results/logs/loss_patterns/fig01.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_figure.py"
 
@@ -179,6 +132,8 @@ if study_enabled("loss_patterns"):
             **lp_figure_params("fig02_pattern_to_accuracy_surface"),
         log:
             "results/logs/loss_patterns/fig02.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_figure.py"
 
@@ -193,6 +148,8 @@ if study_enabled("loss_patterns"):
             options={"fill_probability": LP_BN["example_probability"]},
         log:
             "results/logs/loss_patterns/fig03.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_figure.py"
 
@@ -205,6 +162,8 @@ if study_enabled("loss_patterns"):
             **lp_figure_params("fig04_bn_accuracy"),
         log:
             "results/logs/loss_patterns/fig04.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_figure.py"
 
@@ -217,6 +176,8 @@ if study_enabled("loss_patterns"):
             **lp_figure_params("fig05_more_test_loss_surfaces"),
         log:
             "results/logs/loss_patterns/fig05.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_figure.py"
 
@@ -229,5 +190,7 @@ if study_enabled("loss_patterns"):
             **lp_figure_params("fig06_train_test_surfaces"),
         log:
             "results/logs/loss_patterns/fig06.log",
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/loss_patterns_figure.py"

@@ -14,6 +14,8 @@ rule claims:
         code=source_hash(f"{LIB}/claims.py"),
     log:
         "results/logs/claims.log",
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/claims.py"
 
@@ -45,6 +47,8 @@ rule readme_gallery:
         code=source_hash(f"{LIB}/gallery.py"),
     log:
         "results/logs/readme_gallery.log",
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/readme_gallery.py"
 

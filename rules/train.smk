@@ -6,17 +6,6 @@ RUN_PATTERN = "results/runs/{study}/{recipe}/{dataset}/{arch}/{optimizer}/{loss}
 LOG_PATTERN = RUN_PATTERN.replace("results/runs/", "results/logs/runs/", 1)
 
 
-def _train_inputs(wc):
-    run = run_of_wildcards(wc)
-    inputs = {"dataset": dataset_h5(run.dataset)}
-    pretrain = run.spec.get("pretrain")
-    if pretrain:
-        inputs["pretrain"] = dataset_h5(pretrain["dataset"])
-    if run.spec["optimizer"]["lr"] == "probe":
-        inputs["lr"] = f"results/lr_probe/{run.study}/{run.recipe}/{run.dataset}/{run.arch}/{run.optimizer}/{run.loss}.json"
-    return inputs
-
-
 rule train:
     input:
         unpack(_train_inputs),
@@ -31,6 +20,8 @@ rule train:
     resources:
         mem_mb=lambda wc: run_cost(config, run_of_wildcards(wc).spec).mem_mb,
         runtime=lambda wc: run_cost(config, run_of_wildcards(wc).spec).runtime_minutes,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/train.py"
 
@@ -51,5 +42,7 @@ rule evaluate:
         # Evaluation streams the checkpoints once over train and test: a fraction of training's cost.
         mem_mb=lambda wc: run_cost(config, run_of_wildcards(wc).spec).mem_mb,
         runtime=lambda wc: max(10, run_cost(config, run_of_wildcards(wc).spec).runtime_minutes // 3),
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/evaluate.py"

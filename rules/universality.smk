@@ -39,42 +39,11 @@ UNI_FIG_HELPERS = ["_load", "_save", "_suptitle", "_sort_key", "_colors", "_grou
 UNI_PROBE_IGNORES = ("seeds", "epochs", "checkpoints", "eval", "stop_at_train_loss")
 
 
-
-
-def _check_pair_metrics():
-    """Every l_p metric the all-pairs figures use must be evaluated by every universality recipe (eval.lp)."""
-    wanted = [m for m in UNI.get("pair_metrics", []) if m.startswith("lp_")]
-    for rname, recipe in (UNI.get("recipes") or {}).items():
-        have = {f"lp_{p:g}" if isinstance(p, (int, float)) else f"lp_{p}" for p in recipe["eval"]["lp"]}
-        missing = [m for m in wanted if m not in have]
-        if missing:
-            raise WorkflowError(f"studies.universality.pair_metrics: {missing} not evaluated by recipe '{rname}' "
-                                f"(add to studies.universality.recipes.{rname}.eval.lp)")
-
-
 if study_enabled("universality"):
     _check_pair_metrics()
 
 
 # ------------------------------------------------------------------------------------ learning-rate probe
-
-
-def _lr_probe_spec(wc):
-    runs = runs_of(wc.study, recipe=wc.recipe, dataset=wc.dataset, arch=wc.arch, optimizer=wc.optimizer,
-                   loss=wc.loss)
-    if not runs:
-        raise WorkflowError(f"lr_probe: {wc.study}/{wc.recipe}/{wc.dataset}/{wc.arch}/{wc.optimizer}/{wc.loss} "
-                            "is not a configuration of the current config")
-    spec = {k: v for k, v in runs[0].spec.items() if k not in UNI_PROBE_IGNORES}
-    if spec["optimizer"]["lr"] != "probe":
-        raise WorkflowError(f"optimizers.{wc.optimizer}: lr is not 'probe', nothing to probe")
-    return jsonable(spec)
-
-
-def _lr_probe_settings(wc):
-    # the probe settings live in the universality study; other studies use its schema defaults
-    return {"epochs": 3, "seed": 0, "tolerance": 0.1,
-            **(study_config(wc.study).get("lr_probe") or UNI.get("lr_probe") or {})}
 
 
 rule lr_probe:
@@ -92,38 +61,13 @@ rule lr_probe:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/lossatlas.yaml"
     script:
         "../workflow_scripts/universality_lr_probe.py"
 
 
 # ---------------------------------------------------------------------------------------- analysis, figures
-
-
-def _uni_runs():
-    return runs_of("universality")
-
-
-def _uni_datasets():
-    roles = UNI["roles"]
-    names = [roles[k] for k in ("cifar10", "random_labels", "random_pixels", "imagenet20")]
-    used = {r.dataset for r in _uni_runs()}
-    return [n for n in dict.fromkeys(names) if n in used]
-
-
-def _uni_widths():
-    """Hidden width of each 1-hidden-layer MLP of the Fig 7 recipe (its colour key)."""
-    recipe = UNI["recipes"].get(UNI["roles"]["width_recipe"])
-    if recipe is None:
-        raise WorkflowError(f"studies.universality.roles.width_recipe: no recipe named "
-                            f"'{UNI['roles']['width_recipe']}'")
-    widths = {}
-    for arch in recipe["architectures"]:
-        hidden = config["architectures"][arch].get("hidden", [])
-        if config["architectures"][arch]["model"] != "mlp" or len(hidden) != 1:
-            raise WorkflowError(f"studies.universality.recipes.{UNI['roles']['width_recipe']}: architecture "
-                                f"'{arch}' is not a 1-hidden-layer mlp (Fig 7 varies the hidden width)")
-        widths[arch] = int(hidden[0])
-    return widths
 
 
 if study_enabled("universality"):
@@ -142,13 +86,15 @@ if study_enabled("universality"):
             pair_metrics=UNI["pair_metrics"],
             informative_range=UNI["informative_range"],
             widths=_uni_widths(),
-            out_dir=UNI_DIR,
+            out_dir=lambda wc, output: str(Path(output[0]).parent),
             code=source_hash(UNI_LIB),
         log:
             "results/logs/universality/analysis.log",
         resources:
             mem_mb=4000,
             runtime=30,
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/universality_analysis.py"
 
@@ -160,7 +106,7 @@ if study_enabled("universality"):
         params:
             caption=lambda wc, output: figure_caption(output),
             function=lambda wc: wc.figure,
-            analysis_dir=UNI_DIR,
+            analysis_dir=lambda wc, input: str(Path(input[0]).parent),
             code=lambda wc: source_hash(UNI_FIG_LIB, wc.figure)
             + "".join(source_hash(UNI_FIG_LIB, h) for h in UNI_FIG_HELPERS),
         log:
@@ -170,6 +116,8 @@ if study_enabled("universality"):
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/universality_figure.py"
 

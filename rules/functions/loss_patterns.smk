@@ -1,0 +1,64 @@
+# Functions of rules/loss_patterns.smk (kept apart from the rules, as `snakemake --lint` asks); included just before it.
+
+
+def lp_check_config():
+    """Names the study uses must be defined; the figures must name searches; Fig 3's p must be fitted."""
+    where = "studies.loss_patterns"
+    for name, search in LP["searches"].items():
+        if search["dataset"] not in DATASETS:
+            raise WorkflowError(f"{where}.searches.{name}.dataset: undefined dataset '{search['dataset']}'")
+        if search["architecture"] not in config["architectures"]:
+            raise WorkflowError(f"{where}.searches.{name}.architecture: undefined architecture "
+                                f"'{search['architecture']}'")
+    for fig, names in LP["figures"].items():
+        for name in [names] if isinstance(names, str) else names:
+            if name not in LP["searches"]:
+                raise WorkflowError(f"{where}.figures.{fig}: no search named '{name}' under {where}.searches")
+    bn = LP["bn_experiment"]
+    if bn["dataset"] not in DATASETS:
+        raise WorkflowError(f"{where}.bn_experiment.dataset: undefined dataset '{bn['dataset']}'")
+    for variant in LP_VARIANTS:
+        if bn[variant] not in config["architectures"]:
+            raise WorkflowError(f"{where}.bn_experiment.{variant}: undefined architecture '{bn[variant]}'")
+    if not any(abs(p - bn["example_probability"]) < 1e-9 for p in bn["fill_probabilities"]):
+        raise WorkflowError(f"{where}.bn_experiment.example_probability: {bn['example_probability']} is not one "
+                            "of fill_probabilities")
+
+
+
+def lp_arch(name):
+    return {"name": name, **config["architectures"][name]}
+
+
+
+def lp_search_spec(name):
+    search = LP["searches"][name]
+    return jsonable({"search": name, "picture": search["picture"], "picture_size": LP["picture_size"],
+                     "grid": search["grid"], "dataset": search["dataset"],
+                     "architecture": lp_arch(search["architecture"]), "fit": LP["fit"],
+                     "eval_examples": LP["eval_examples"], "seed": search["seed"], "device": config["device"]})
+
+
+
+def lp_bn_spec(variant, seed):
+    bn = LP["bn_experiment"]
+    return jsonable({"variant": variant, "architecture": lp_arch(bn[variant]), "dataset": bn["dataset"],
+                     "mask_size": bn["mask_size"], "fill_probabilities": bn["fill_probabilities"],
+                     "seed": int(seed), "fit": LP["fit"], "eval_examples": LP["eval_examples"],
+                     "device": config["device"]})
+
+
+
+def lp_search(name):
+    return f"{LP_DIR}/searches/{name}.h5"
+
+
+
+def lp_bn_run(variant, seed):
+    return f"{LP_DIR}/bn/{variant}/s{seed}.h5"
+
+
+
+def lp_figure_params(function):
+    return {"function": function, "code": source_hash(LP_FIG_LIB, function),
+            "caption": figure_caption(LP_FIGURE_OUTPUTS[function[:5]].values())}

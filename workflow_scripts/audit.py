@@ -1,0 +1,14 @@
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lossatlas.audit import write_audit  # noqa: E402
+from lossatlas.config import expand_runs  # noqa: E402
+from lossatlas.entry import setup  # noqa: E402
+
+log = setup(snakemake)
+report_md = write_audit(snakemake.config, expand_runs(snakemake.config), snakemake.params.figure_runs,
+                        "results/audit.md", "results/audit.csv",
+                        unevaluated_studies=set(snakemake.params.unevaluated_studies))
+log.info("audit written to results/audit.md")
+print(report_md)

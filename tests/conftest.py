@@ -12,8 +12,9 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 
 def pytest_collection_modifyitems(config, items):
-    # The SLURM end-to-end test installs and starts daemons; run it after everything else.
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+    # The SLURM end-to-end test is the longest (minutes of scheduler polling, little CPU): start it first, so
+    # that with `pytest -n 2` the rest of the suite runs beside it.
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
 
 
 @pytest.fixture

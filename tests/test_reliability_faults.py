@@ -368,3 +368,13 @@ def test_a_second_snakemake_on_the_same_directory_is_refused_and_the_first_finis
     out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, out[-3000:]
     _assert_equals_reference(workflow, workdir / run.dir)
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "out.json"
+    write_json(target, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

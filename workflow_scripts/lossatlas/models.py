@@ -151,6 +151,14 @@ class OffsetBatchNorm2d(_OffsetBatchNorm, nn.BatchNorm2d):
     """App. C's re-parametrised BatchNorm for convolutional layers (see ``_OffsetBatchNorm``)."""
 
 
+def _shortcut(cin: int, cout: int, stride: int, batchnorm: bool) -> nn.Sequential:
+    """ResNet shortcut: identity, or a 1×1 projection (+ BN) when the block changes the shape."""
+    if stride == 1 and cin == cout:
+        return nn.Sequential()
+    norm = nn.BatchNorm2d(cout) if batchnorm else nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=not batchnorm), norm)
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block (He et al. 2016): 3×3 conv-BN-ReLU, 3×3 conv-BN, + shortcut, ReLU.
 
@@ -167,10 +175,7 @@ class BasicBlock(nn.Module):
         self.bn1 = norm(width)
         self.conv2 = nn.Conv2d(width, cout, 3, padding=1, bias=not batchnorm)
         self.bn2 = norm(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=not batchnorm),
-                                          norm(cout))
+        self.shortcut = _shortcut(cin, cout, stride, batchnorm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -193,10 +198,7 @@ class Bottleneck(nn.Module):
         self.bn2 = norm(width)
         self.conv3 = nn.Conv2d(width, cout, 1, bias=not batchnorm)
         self.bn3 = norm(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=not batchnorm),
-                                          norm(cout))
+        self.shortcut = _shortcut(cin, cout, stride, batchnorm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

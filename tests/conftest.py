@@ -21,3 +21,14 @@ def pytest_collection_modifyitems(config, items):
 def snakemake_bin() -> str:
     exe = VENV_BIN / "snakemake"
     return str(exe) if exe.exists() else (shutil.which("snakemake") or "snakemake")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (timing-free tests stay fast beside other processes), then restore."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -16,7 +16,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from lossatlas.datasets import DatasetError
@@ -28,12 +27,7 @@ from .reliability_helpers import TINY_CONFIG, finished_looking_files, make_digit
 SPEC = tiny_spec(epochs=1, seeds=[0], checkpoints={"every": 1})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

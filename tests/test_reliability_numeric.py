@@ -26,12 +26,7 @@ GOOD = tiny_spec(seeds=[0, 1], epochs=2)
 DIVERGING = tiny_spec(seeds=[2, 3], epochs=2, optimizer={"name": "sgd", "lr": 1e4, "momentum": 0.9})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ The fault is read from the environment variable ``LOSSATLAS_TEST_FAULT`` = ``<ki
 
 - ``step::N``     SIGKILL this process at the N-th training step (a ``batch_loss`` call), between state saves;
 - ``sigterm::N``  send SIGTERM to this process at the N-th training step (what SLURM does at a time limit);
-- ``write:GLOB:N`` during the N-th atomic write of a file whose name matches GLOB (``state.pt``,
+- ``write:GLOB:N`` during the N-th atomic write of a file whose name matches GLOB (``state_g*.pt``,
   ``g*_c*.pt``, ``checkpoints.h5``, ``metrics.h5``): once the temporary file is written, cut it to half its
   size and SIGKILL before the rename, i.e. die in the middle of writing it;
 - ``h5:GLOB:N``   SIGKILL when the N-th HDF5 dataset of an output matching GLOB is about to be created (a

@@ -228,7 +228,7 @@ def test_training_refuses_a_bad_learning_rate_file(tmp_path, digits, content):
 def test_an_unreadable_resume_state_is_discarded(tmp_path, digits, trained):
     run_dir = tmp_path / "run"
     (run_dir / "_work").mkdir(parents=True)
-    (run_dir / "_work" / "state.pt").write_bytes(b"\0garbage" * 64)
+    (run_dir / "_work" / "state_g00000.pt").write_bytes(b"\0garbage" * 64)
     train_run(SPEC, digits, run_dir / "checkpoints.h5", run_dir / "_work")
     assert (run_dir / "checkpoints.h5").is_file()
 

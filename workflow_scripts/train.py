@@ -13,4 +13,5 @@ train_run(
     work_dir=snakemake.params.work_dir,
     pretrain_path=snakemake.input.get("pretrain"),
     lr_path=snakemake.input.get("lr"),
+    threads=snakemake.threads,
 )

@@ -16,6 +16,15 @@ stacked block equals the same seed trained alone up to float summation order (ba
 (s, "dropout"), so the member equals the seed alone; stacked (``vectorize: always``) the masks come from one block
 RNG (deterministic, but no longer equal to the member alone).
 
+Groups and worker processes. The block is trained as groups: one per member in a loop; stacked, one contiguous
+chunk of the members per worker process. On CPU a job holding T cores (``train_run(threads=T)``) runs
+min(T, groups) single-threaded worker processes (``python -m lossatlas.train_worker``), each claiming the next
+untrained group whenever it is free: one process with T threads trains small models far slower than T
+processes of one thread each (per-op thread synchronisation dominates; benchmarks/ensemble_training.py). On
+CUDA, or with T = 1, everything runs in the job's process. A member's arithmetic is the same in any grouping
+(measured: byte-identical in float64 and float32 on this CPU), so the result does not depend on T beyond what T
+does to torch's own kernels.
+
 Data. The whole dataset lives as one tensor on the device; a batch is ``x[perm[k*B:(k+1)*B]]``. uint8 images
 become float in [0, 1] and are standardised per channel with the dataset's ``channel_mean``/``channel_std``.
 Every batch is full except the last of an epoch (size n mod B), which is dropped only when it would hold a single
@@ -44,13 +53,16 @@ while pretraining), stops, and its later checkpoints are invalid. Invalid checkp
 integer buffers): nothing looks like data.
 The job succeeds; ``status/*`` and ``checkpoints/valid`` say what happened.
 
-Resume. The training state (weights, optimizer, RNG, position, loss accumulators, status) is saved atomically to
-``work_dir/state.pt`` at epoch ends and checkpoints once ``LOSSATLAS_STATE_EVERY_S`` seconds (default 60) have
-passed since the last save, and on SIGTERM (SLURM time limit / preemption), after which the job exits with status
-143 so a retry resumes. Checkpoint weights go to ``work_dir/ckpt/`` as they are taken. A state is used only if
-its key (hash of the spec, the dataset hashes and the learning rate) matches. After ``checkpoints.h5`` is written
-(atomically, in a fixed order, so an interrupted-and-resumed run gives the same file as an uninterrupted one),
-``work_dir`` is removed.
+Resume. Each group's training state (weights, optimizer, RNG, position, loss accumulators, its members' status)
+is saved atomically to ``work_dir/state_g<group>.pt`` at epoch ends and checkpoints once
+``LOSSATLAS_STATE_EVERY_S`` seconds (default 60) have passed since the last save, and on SIGTERM (SLURM time
+limit / preemption; the job passes it on to its workers), after which the job exits with status 143 so a retry
+resumes. A finished group leaves ``work_dir/done_g<group>.pt`` (its status) and is not trained again.
+Checkpoint weights go to ``work_dir/ckpt/`` as they are taken. ``work_dir/key`` (hash of the spec, the dataset
+hashes, the learning rate and the grouping) must match, or the whole work_dir is discarded. A failed worker
+stops the others (they save their state) and the job fails naming it; workers end when their job is killed.
+After ``checkpoints.h5`` is written (atomically, in a fixed order, so an interrupted-and-resumed run gives the
+same file as an uninterrupted one), ``work_dir`` is removed.
 
 ``checkpoints.h5`` (M members, C checkpoints, E epochs):
 - root attrs: ``spec`` (JSON), ``schema_version``, ``task``, ``num_classes`` (0 for regression), ``num_outputs``
@@ -75,8 +87,10 @@ import math
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,6 +363,14 @@ def choose_vectorize(mode: str, model: nn.Module, members: int, device: torch.de
     return device.type == "cuda" or not has_convolution(model)
 
 
+def member_groups(members: int, vectorized: bool, workers: int) -> list[list[int]]:
+    """The block's groups (the unit one process trains at a time): stacked, ``workers`` contiguous chunks of
+    near-equal size (one per worker process); otherwise one group per member."""
+    if not vectorized:
+        return [[m] for m in range(members)]
+    return [c.tolist() for c in np.array_split(np.arange(members), max(1, min(workers, members)))]
+
+
 def channels_last(model: nn.Module) -> bool:
     """Whether to run ``model`` in channels_last memory format: convolutional nets (about 1.3× faster training
     on CPU here, and the layout cuDNN prefers). Values equal the default layout up to float summation order."""
@@ -479,6 +501,16 @@ class BlockStatus:
         self.diverged_epoch = np.full(self.members, np.nan)
         self.stopped_epoch = np.full(self.members, np.nan)
 
+    FIELDS = ("train_loss", "pretrain_loss", "valid", "diverged", "diverged_epoch", "stopped_epoch")
+
+    def rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The records of members ``rows`` (what a group saves)."""
+        return {k: getattr(self, k)[rows].copy() for k in self.FIELDS}
+
+    def set_rows(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        for k in self.FIELDS:
+            getattr(self, k)[rows] = values[k]
+
 
 class _Sigterm:
     """Turns SIGTERM into a flag the loop checks after every step (so the state saved is consistent)."""
@@ -517,7 +549,7 @@ class BlockTrainer:
     """Trains the members of one block group by group; see the module docstring for the semantics."""
 
     def __init__(self, spec: dict, phases: list[Phase], input_shape: Sequence[int], outputs: int, num_classes: int,
-                 lr: float, device: torch.device, work_dir: Path | None, key: str):
+                 lr: float, device: torch.device, work_dir: Path | None, key: str, workers: int = 1):
         self.spec = spec
         self.seeds = [int(s) for s in spec["seeds"]]
         self.phases = phases
@@ -538,12 +570,14 @@ class BlockTrainer:
         self.spe = steps_per_epoch(main.data.n, self.batch_size)
         self.ckpt_steps = checkpoint_steps(spec.get("checkpoints"), self.spe, main.epochs)
         self.work_dir = work_dir
-        self.key = key
         pre_epochs = phases[0].epochs if len(phases) > 1 else 0
         self.status = BlockStatus(len(self.seeds), main.epochs, pre_epochs, len(self.ckpt_steps))
         probe = build_member(spec, self.input_shape, outputs, self.seeds[0], device, self.dtype)
         self.vectorized = choose_vectorize(spec.get("vectorize", "auto"), probe, len(self.seeds), device)
-        self.groups = [list(range(len(self.seeds)))] if self.vectorized else [[i] for i in range(len(self.seeds))]
+        self.groups = member_groups(len(self.seeds), self.vectorized, workers)
+        self.workers = max(1, min(workers, len(self.groups)))
+        # the grouping changes float summation (stacked chunks), so a state of another grouping is not resumed
+        self.key = hashlib.sha256(json.dumps([key, self.groups]).encode()).hexdigest()
         self.state_every_s = float(os.environ.get(STATE_EVERY_S_ENV, "60"))
 
     # -- checkpoint table
@@ -560,59 +594,110 @@ class BlockTrainer:
         assert self.work_dir is not None
         return self.work_dir / "ckpt" / f"g{group:05d}_c{index:06d}.pt"
 
-    def _save_state(self, pos: Position, group: Any, optimizer: Optimizer | None,
-                    acc: dict | None) -> None:
-        """Save the resume state; ``group=None`` marks a boundary between groups (nothing to restore but status)."""
+    def _state_path(self, group: int) -> Path:
+        assert self.work_dir is not None
+        return self.work_dir / f"state_g{group:05d}.pt"
+
+    def _done_path(self, group: int) -> Path:
+        assert self.work_dir is not None
+        return self.work_dir / f"done_g{group:05d}.pt"
+
+    def _save_state(self, pos: Position, group: Any, optimizer: Optimizer, acc: dict) -> None:
+        """Save the resume state of group ``pos.group``."""
         if self.work_dir is None:
             return
+        rows = np.asarray(self.groups[pos.group])
         payload = {
-            "key": self.key, "position": pos.__dict__.copy(),
-            "weights": None if group is None else group.state(),
-            "optimizer": None if optimizer is None else optimizer.state_dict(), "rng": torch.get_rng_state(),
+            "key": self.key, "position": pos.__dict__.copy(), "weights": group.state(),
+            "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "acc": acc, "status": self.status.__dict__.copy(),
+            "acc": acc, "status": self.status.rows(rows),
         }
-        with atomic_path(self.work_dir / "state.pt") as tmp:
+        with atomic_path(self._state_path(pos.group)) as tmp:
             torch.save(payload, tmp)
         self._last_save = time.monotonic()
 
-    def _load_state(self) -> dict | None:
+    def _load_state(self, group: int) -> dict | None:
         if self.work_dir is None:
             return None
-        path = self.work_dir / "state.pt"
+        return self._read(self._state_path(group), "resume state")
+
+    def _save_done(self, group: int) -> None:
+        """Record a finished group (its status rows); its resume state is no longer needed."""
+        if self.work_dir is None:
+            return
+        payload = {"key": self.key, "status": self.status.rows(np.asarray(self.groups[group]))}
+        with atomic_path(self._done_path(group)) as tmp:
+            torch.save(payload, tmp)
+        self._state_path(group).unlink(missing_ok=True)
+
+    def _load_done(self, group: int) -> bool:
+        """Fill ``status`` from the group's finished record; False if it has none."""
+        if self.work_dir is None:
+            return False
+        payload = self._read(self._done_path(group), "finished-group record")
+        if payload is None:
+            return False
+        self.status.set_rows(np.asarray(self.groups[group]), payload["status"])
+        return True
+
+    def _read(self, path: Path, what: str) -> dict | None:
         if not path.exists():
             return None
         try:
             payload = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a damaged state (disk error, partial copy) must not block every retry
-            log.warning("discarding an unreadable resume state %s (%s: %s)", path, type(exc).__name__, exc)
+        except Exception as exc:  # a damaged file (disk error, partial copy) must not block every retry
+            log.warning("discarding an unreadable %s %s (%s: %s)", what, path, type(exc).__name__, exc)
             return None
         if not isinstance(payload, dict) or payload.get("key") != self.key:
-            log.info("discarding a resume state of a different spec/dataset in %s", self.work_dir)
+            log.info("discarding a %s of a different spec/dataset: %s", what, path)
             return None
         return payload
 
     # -- training
+    def open_work_dir(self) -> None:
+        """Start or resume: keep ``work_dir`` only if it belongs to this spec, data, rate and grouping (its
+        ``key`` file); anything else there is from another run and is removed."""
+        if self.work_dir is None:
+            return
+        key_file = self.work_dir / "key"
+        if self.work_dir.exists() and (not key_file.is_file() or key_file.read_text() != self.key):
+            log.info("discarding a resume state of a different spec/dataset in %s", self.work_dir)
+            shutil.rmtree(self.work_dir)
+        (self.work_dir / "ckpt").mkdir(parents=True, exist_ok=True)
+        if not key_file.exists():
+            with atomic_path(key_file) as tmp:
+                tmp.write_text(self.key)
+
     def run(self) -> None:
-        if self.work_dir is not None:
-            state = self._load_state()
-            if state is None and self.work_dir.exists():
-                shutil.rmtree(self.work_dir)
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-            (self.work_dir / "ckpt").mkdir(exist_ok=True)
-        else:
-            state = None
-        start_group = 0
-        if state is not None:
-            for k, v in state["status"].items():
-                setattr(self.status, k, v)
-            start_group = state["position"]["group"]
-            log.info("resuming at %s", state["position"])
+        """Train every group in this process (``open_work_dir`` + ``train_groups`` + ``collect``)."""
+        self.open_work_dir()
+        self.train_groups(range(len(self.groups)))
+        self.collect()
+
+    def train_groups(self, indices: Iterable[int]) -> None:
+        """Train the groups ``indices`` in this process: a finished group is skipped, a started one resumes."""
         self._last_save = time.monotonic()
         with _Sigterm() as sigterm:
-            for gi in range(start_group, len(self.groups)):
-                self._train_group(gi, state if gi == start_group else None, sigterm)
-                state = None
+            for gi in indices:
+                if self._load_done(gi):
+                    log.info("resuming at the end of group %d (seeds %s): already trained", gi,
+                             [self.seeds[m] for m in self.groups[gi]])
+                    continue
+                state = self._load_state(gi)
+                if state is not None:
+                    log.info("resuming at %s", state["position"])
+                self._train_group(gi, state, sigterm)
+                self._save_done(gi)
+
+    def collect(self) -> None:
+        """Read every group's finished record into ``status`` (the groups may have run in other processes)."""
+        if self.work_dir is None:
+            return
+        for gi, members in enumerate(self.groups):
+            if not self._load_done(gi):
+                raise RuntimeError(f"{self.work_dir}: the group of seeds {[self.seeds[m] for m in members]} "
+                                   "has no finished record (a worker ended without training it)")
 
     def _make_group(self, members: list[int]) -> Any:
         models = [build_member(self.spec, self.input_shape, self.outputs, self.seeds[m], self.device, self.dtype)
@@ -626,8 +711,7 @@ class BlockTrainer:
         opt_cfg = self.spec["optimizer"]
         g = len(members)
         rows = np.asarray(members)
-        dropout_seed = derive_seed(self.seeds[members[0]], "dropout") if g == 1 else derive_seed(
-            *self.seeds, "dropout")
+        dropout_seed = derive_seed(*(self.seeds[m] for m in members), "dropout")
         torch.manual_seed(dropout_seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed_all(dropout_seed)
@@ -635,7 +719,8 @@ class BlockTrainer:
         active = np.ones(g, dtype=bool)
         acc = {"sum": torch.zeros(g, dtype=torch.float64, device=self.device), "count": 0}
         optimizer = make_optimizer(group.parameters(), opt_cfg, self.lr)
-        if state is not None and state["weights"] is not None:
+        if state is not None:
+            self.status.set_rows(rows, state["status"])
             pos = Position(**state["position"])
             group.load_state(state["weights"])
             optimizer.load_state_dict(state["optimizer"])
@@ -712,8 +797,6 @@ class BlockTrainer:
                     raise Preempted()
             if not active.any() and not is_main:
                 break
-        if gi + 1 < len(self.groups):
-            self._save_state(Position(group=gi + 1), None, None, None)
 
     def _check_finite(self, group: Any, rows: np.ndarray, active: np.ndarray, acc: dict, epoch: float,
                       weights: bool = True) -> np.ndarray:
@@ -837,30 +920,137 @@ def _prepare(spec: dict, dataset_path: str | os.PathLike, pretrain_path: str | o
     return phases, ds, num_classes, outputs
 
 
+def _run_key(spec: dict, ds: Any, lr: float) -> str:
+    return hashlib.sha256(json.dumps([spec, _dataset_hash(ds), ds.attrs.get("_pretrain_hash"), lr],
+                                     sort_keys=True, default=str).encode()).hexdigest()
+
+
 def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.PathLike,
               work_dir: str | os.PathLike, pretrain_path: str | os.PathLike | None = None,
-              lr_path: str | os.PathLike | None = None) -> None:
-    """Train the block of seeds ``spec`` describes and write ``out_path`` (checkpoints.h5, schema above)."""
+              lr_path: str | os.PathLike | None = None, threads: int = 1, workers: int | None = None) -> None:
+    """Train the block of seeds ``spec`` describes and write ``out_path`` (checkpoints.h5, schema above).
+
+    ``threads``: the cores the job holds. On CPU the groups are shared out between ``workers`` processes
+    (default: ``threads``, at most one per group), each with ``threads / workers`` torch threads; on CUDA, or
+    with ``workers=1``, everything runs in this process (which then uses the torch thread count set by its
+    caller, see ``lossatlas.entry.setup``).
+    """
     device = resolve_device(spec.get("device", "auto"))
     lr = _resolve_lr(spec["optimizer"], lr_path)
     phases, ds, num_classes, outputs = _prepare(spec, dataset_path, pretrain_path, device)
-    key = hashlib.sha256(json.dumps([spec, _dataset_hash(ds), ds.attrs.get("_pretrain_hash"), lr],
-                                    sort_keys=True, default=str).encode()).hexdigest()
-    trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, lr, device, Path(work_dir), key)
-    log.info("training %d member(s) %s on %s, %s, %d checkpoints", len(trainer.seeds),
+    if workers is None:
+        workers = int(threads) if device.type == "cpu" else 1
+    trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, lr, device, Path(work_dir),
+                           _run_key(spec, ds, lr), workers=workers)
+    log.info("training %d member(s) %s on %s, %s, %d checkpoints, %d worker process(es)", len(trainer.seeds),
              "stacked" if trainer.vectorized else "one after another", device, spec.get("dtype", "float32"),
-             len(trainer.ckpt_steps))
+             len(trainer.ckpt_steps), trainer.workers)
     t0 = time.perf_counter()
-    trainer.run()
+    trainer.open_work_dir()
+    if trainer.workers == 1:
+        trainer.train_groups(range(len(trainer.groups)))
+    else:
+        job = {"spec": spec, "dataset_path": str(dataset_path), "lr": lr, "workers": trainer.workers,
+               "pretrain_path": None if pretrain_path is None else str(pretrain_path), "key": trainer.key,
+               "work_dir": str(work_dir)}
+        _train_in_workers(trainer, job, max(int(threads), trainer.workers))
+    trainer.collect()
     log.info("trained in %.1f s", time.perf_counter() - t0)
     attrs = {
         "spec": json.dumps(spec, sort_keys=True), "schema_version": SCHEMA_VERSION,
         "task": ds.attrs.get("task", "classification"), "num_classes": num_classes, "num_outputs": outputs,
         "input_shape": json.dumps(list(ds.input_shape)), "dataset_hash": _dataset_hash(ds), "lr": lr,
-        "vectorized": trainer.vectorized, "torch_version": str(torch.__version__),
+        "vectorized": trainer.vectorized, "workers": trainer.workers, "torch_version": str(torch.__version__),
     }
     trainer.write(out_path, attrs)
     shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ worker processes
+# On CPU one process with T threads trains small models far below the speed of T single-threaded processes
+# (per-op thread synchronisation dominates), so a block job runs T workers, each training its share of the
+# groups with one thread; the groups write their own state and finished records in work_dir, so resume and
+# the assembled checkpoints.h5 do not depend on which process trained what.
+
+
+def _train_in_workers(trainer: BlockTrainer, job: dict, threads: int) -> None:
+    """Start the worker processes (``python -m lossatlas.train_worker``), wait for them, and raise as they end.
+    Workers claim groups as they become free (a claim file per group and launch), so a slower worker does not
+    leave the others idle at the end."""
+    assert trainer.work_dir is not None
+    w_count = trainer.workers
+    claims = trainer.work_dir / "claims" / f"{os.getpid()}_{time.time_ns()}"
+    claims.mkdir(parents=True)
+    log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    library = str(Path(__file__).resolve().parents[1])
+    procs, labels = [], []
+    try:
+        for w in range(w_count):
+            worker_threads = threads // w_count + (1 if w < threads % w_count else 0)
+            args_path = trainer.work_dir / f"worker{w}.json"
+            with atomic_path(args_path) as tmp:
+                tmp.write_text(json.dumps({**job, "worker": w, "claims_dir": str(claims), "threads": worker_threads,
+                                           "log_files": log_files, "parent_pid": os.getpid(),
+                                           "log_level": logging.getLogger().getEffectiveLevel()}))
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([library, os.environ.get("PYTHONPATH", "")]),
+                   "OMP_NUM_THREADS": str(worker_threads), "MKL_NUM_THREADS": str(worker_threads)}
+            procs.append(subprocess.Popen([sys.executable, "-m", "lossatlas.train_worker", str(args_path)],
+                                          env=env))
+            labels.append(f"worker {w} (pid {procs[-1].pid})")
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    wait_for_workers(procs, labels)
+
+
+def wait_for_workers(procs: Sequence[subprocess.Popen], labels: Sequence[str], poll_s: float = 0.1) -> None:
+    """Wait until every worker has ended. SIGTERM to this process is passed on to the workers (each saves its
+    state); when one fails the others are sent SIGTERM too, so they save theirs and a retry resumes. Raises
+    RuntimeError naming the failed workers, else ``Preempted`` if any was stopped by SIGTERM."""
+    stopped = False
+    with _Sigterm() as sigterm:
+        while [p.poll() for p in procs].count(None):  # poll every worker (any() would stop at the first)
+            failed = any(p.returncode not in (None, 0, PREEMPTED_EXIT_CODE, -signal.SIGTERM) for p in procs)
+            if (sigterm.received or failed) and not stopped:
+                for p in procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+                stopped = True
+            time.sleep(poll_s)
+    codes = [p.returncode for p in procs]
+    failures = [f"{label} exited with status {code}" for label, code in zip(labels, codes, strict=True)
+                if code not in (0, PREEMPTED_EXIT_CODE, -signal.SIGTERM)]
+    if failures:
+        raise RuntimeError("training worker process(es) failed: " + "; ".join(failures)
+                           + " (the error is logged above; a negative status is the signal that killed it)")
+    if any(code != 0 for code in codes):
+        raise Preempted()
+
+
+def train_worker(job: dict) -> None:
+    """One worker process's share of ``train_run``: the groups it claims first, in the job's work_dir."""
+    device = torch.device("cpu")
+    spec = job["spec"]
+    phases, ds, num_classes, outputs = _prepare(spec, job["dataset_path"], job["pretrain_path"], device)
+    trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, float(job["lr"]), device,
+                           Path(job["work_dir"]), _run_key(spec, ds, float(job["lr"])), workers=int(job["workers"]))
+    if trainer.key != job["key"]:
+        raise RuntimeError(f"{job['dataset_path']}: the dataset changed while the training job was running")
+    claims = Path(job["claims_dir"])
+
+    def claimed() -> Iterable[int]:
+        for gi in range(len(trainer.groups)):
+            try:
+                fd = os.open(claims / f"g{gi:05d}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:  # another worker has it
+                continue
+            os.write(fd, str(job["worker"]).encode())
+            os.close(fd)
+            log.info("worker %d: group %d, seeds %s", job["worker"], gi, [trainer.seeds[m] for m in trainer.groups[gi]])
+            yield gi
+
+    trainer.train_groups(claimed())
 
 
 def probe_learning_rates(spec: dict, dataset_path: str | os.PathLike, candidates: Sequence[float], epochs: int,

@@ -1,25 +1,31 @@
-"""Ensemble training throughput: N members as one stacked block vs one after another vs one process per core.
+"""Ensemble training throughput of the engine: N members as one block job vs one after another vs one job each.
 
 For each model (default: the default study's architectures from config.yaml), measured side by side in one run,
-alternating the modes round by round (the median round is reported, so background load hits every mode alike):
+alternating the modes round by round (the median round is reported, so background load hits every mode alike),
+each mode being ``lossatlas.training.train_run`` on the same synthetic data of the default study's input shape
+(1×8×8, 10 classes, 2,048 training examples, batch 64, SGD with momentum, cross-entropy):
 
-- ``block``: the N members stacked (torch.func vmap, lossatlas.training.StackedGroup), one process, all cores;
-- ``sequential``: the same N members one after another in one process (SingleGroup), all cores;
-- ``processes``: one member at a time per process, as many single-threaded processes as cores, the N members
-  shared out between them (what a plain Snakemake grid of one-member jobs does; CPU only).
+- ``block``: one job training seeds 0..N-1, ``threads`` = all cores, as the pipeline's ``train`` rule runs it
+  (on CPU: one single-threaded worker process per core, each training its share of the members stacked or in a
+  loop as ``vectorize: auto`` decides; on CUDA: one process);
+- ``sequential``: the same N members one after another in one process with all cores as torch threads
+  (``vectorize: never``, ``workers=1``);
+- ``processes``: N one-member jobs, as many single-threaded processes as cores taking them in turn (what a
+  plain Snakemake grid of one-member jobs does; CPU only).
 
-Each member trains on its own random minibatches (batch 64) of synthetic data of the default study's input
-shape, with the engine's own loss and optimizer code. Printed per model: examples/s of each mode, the achieved
-GFLOP/s (FLOPs of one training step counted by torch.utils.flop_counter) against this machine's measured
-float32 matmul peak, the ratios block/sequential and block/processes. Final line:
-``speedup_block_vs_sequential: X`` = the smallest block/sequential ratio over the MLPs measured.
+Throughput is marginal: each mode runs for 1 epoch and for 1 + k epochs, and examples/s = the extra examples
+over the extra wall time (k chosen per model and mode from one-epoch pilots in this process, so that the extra
+epochs take about ``--seconds``). The fixed costs of a job (interpreter and torch start-up, about 2 s per
+process here, data loading, writing checkpoints.h5) so cancel out for every mode alike; the block job's are
+printed (``startup s``: its 1-epoch wall time less one epoch at its measured rate).
 
-Threads: with another process busy on this 2-core machine, a 2-thread torch process slows down by an order of
-magnitude (threads wait for a descheduled sibling), so on a shared machine compare with ``--threads 1`` (what the
-default config's jobs use: ``threads: 1``).
+Printed per model: examples/s of each mode, the achieved GFLOP/s (FLOPs of one training step counted by
+torch.utils.flop_counter) against this machine's measured float32 matmul peak, the ratios block/sequential and
+block/processes. Final line: ``speedup_block_vs_sequential: X`` = the smallest block/sequential ratio over the
+MLPs measured.
 
     .venv/bin/python benchmarks/ensemble_training.py              # default models, N = 32
-    .venv/bin/python benchmarks/ensemble_training.py --models uni_mlp256 uni_cnn --members 32 --steps 30
+    .venv/bin/python benchmarks/ensemble_training.py --models uni_mlp256 uni_cnn --members 32 --seconds 3
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,111 +57,77 @@ def architectures() -> dict:
         return yaml.safe_load(fh)["architectures"]
 
 
-def spec_for(arch_name: str, arch: dict, seeds: list[int]) -> dict:
-    return {"architecture": {"name": arch_name, **arch}, "dropout": True, "init": {"scheme": "default"},
-            "seeds": seeds, "dtype": "float32"}
+def make_dataset(path: Path) -> Path:
+    """Class-dependent Gaussian images (so training has a signal), written with the pipeline's dataset writer."""
+    import numpy as np
+
+    from lossatlas.datasets import write_dataset
+
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((CLASSES, *INPUT_SHAPE))
+
+    def split(n: int, start: int) -> dict:
+        y = rng.integers(0, CLASSES, n)
+        x = (means[y] + rng.standard_normal((n, *INPUT_SHAPE))).astype(np.float32)
+        return {"x": x, "y": y.astype(np.int64), "id": np.arange(start, start + n, dtype=np.int64)}
+
+    meta = {"name": "bench", "task": "classification", "num_classes": CLASSES,
+            "class_names": [str(k) for k in range(CLASSES)], "source": "benchmark", "derivation": [], "seed": 0}
+    write_dataset(path, {"train": split(N_DATA, 0), "test": split(16, N_DATA)}, meta)
+    return path
 
 
-def make_data(device):
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(N_DATA, *INPUT_SHAPE, generator=g).to(device)
-    y = torch.randint(0, CLASSES, (N_DATA,), generator=g).to(device)
-    return x, y
-
-
-def train_steps(group, x, y, members: int, steps: int, seed: int, device) -> None:
-    """``steps`` SGD steps of ``group`` (G members), each member on its own random minibatches."""
-    import torch
-
-    from lossatlas.training import Optimizer, batch_loss
-
-    opt = Optimizer(group.parameters(), "sgd", 0.01, momentum=0.9)
-    g = torch.Generator().manual_seed(seed)
-    group.train()
-    for _ in range(steps):
-        index = torch.randint(0, N_DATA, (members, BATCH), generator=g).to(device)
-        losses = batch_loss("ce", group.forward(x[index]), y[index], CLASSES)
-        opt.zero_grad()
-        losses.sum().backward()
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def spec_for(arch_name: str, arch: dict, seeds: list[int], epochs: int, vectorize: str, device: str) -> dict:
+    return {"dataset": "bench", "architecture": {"name": arch_name, **arch},
+            "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9}, "loss": "ce", "seeds": seeds,
+            "epochs": epochs, "batch_size": BATCH, "dtype": "float32", "dropout": True,
+            "init": {"scheme": "default"}, "checkpoints": {"every": epochs}, "pretrain": None,
+            "stop_at_train_loss": None, "vectorize": vectorize, "device": device}
 
 
-def build_groups(arch_name: str, arch: dict, members: int, stacked: bool, device):
-    import torch
+def timed_train(spec: dict, data: Path, work: Path, threads: int, workers: int | None) -> float:
+    from lossatlas.training import train_run
 
-    from lossatlas.training import SingleGroup, StackedGroup, build_member
-
-    spec = spec_for(arch_name, arch, list(range(members)))
-    models = [build_member(spec, INPUT_SHAPE, CLASSES, s, device, torch.float32) for s in range(members)]
-    return [StackedGroup(models)] if stacked else [SingleGroup(m) for m in models]
-
-
-def run_block(arch_name, arch, members, steps, device) -> float:
-    x, y = make_data(device)
-    (group,) = build_groups(arch_name, arch, members, True, device)
-    train_steps(group, x, y, members, 3, 1, device)  # warm-up
     t0 = time.perf_counter()
-    train_steps(group, x, y, members, steps, 2, device)
+    train_run(spec, data, work / "checkpoints.h5", work / "_work", threads=threads, workers=workers)
     return time.perf_counter() - t0
 
 
-def run_sequential(arch_name, arch, members, steps, device) -> float:
-    x, y = make_data(device)
-    groups = build_groups(arch_name, arch, members, False, device)
-    for group in groups:
-        train_steps(group, x, y, 1, 3, 1, device)
-    t0 = time.perf_counter()
-    for i, group in enumerate(groups):
-        train_steps(group, x, y, 1, steps, 2 + i, device)
-    return time.perf_counter() - t0
-
-
-def _worker(arch_name, arch, members, steps, barrier, results) -> None:
+def _grid_init() -> None:
     import torch
 
     torch.set_num_threads(1)
-    device = torch.device("cpu")
-    x, y = make_data(device)
-    groups = build_groups(arch_name, arch, members, False, device)
-    for group in groups:
-        train_steps(group, x, y, 1, 3, 1, device)
-    barrier.wait()
+
+
+def _grid_job(args: tuple) -> None:
+    spec, data, work = args
+    timed_train(spec, Path(data), Path(work), threads=1, workers=1)
+
+
+def run_grid(pool, arch_name: str, arch: dict, members: int, epochs: int, data: Path, tmp: Path) -> float:
+    """Wall time for the pool's single-threaded processes to run N one-member jobs between them."""
+    jobs = [(spec_for(arch_name, arch, [s], epochs, "never", "cpu"), str(data), str(tmp / f"grid{s}"))
+            for s in range(members)]
     t0 = time.perf_counter()
-    for i, group in enumerate(groups):
-        train_steps(group, x, y, 1, steps, 2 + i, device)
-    results.put(time.perf_counter() - t0)
+    list(pool.imap_unordered(_grid_job, jobs))
+    return time.perf_counter() - t0
 
 
-def run_processes(arch_name, arch, members, steps, cores) -> float:
-    """Wall time for ``cores`` single-threaded processes to train the N members between them."""
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(cores), ctx.Queue()
-    shares = [members // cores + (1 if i < members % cores else 0) for i in range(cores)]
-    procs = [ctx.Process(target=_worker, args=(arch_name, arch, share, steps, barrier, results))
-             for share in shares if share > 0]
-    for p in procs:
-        p.start()
-    times = [results.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return max(times)
-
-
-def flops_per_member_step(arch_name, arch, device) -> float:
+def flops_per_example(arch_name: str, arch: dict, device) -> float:
+    """FLOPs of one training step (forward + backward) of one member on one batch, per example."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    (group,) = build_groups(arch_name, arch, 1, False, device)
-    x, y = make_data(device)
+    from lossatlas.training import SingleGroup, batch_loss, build_member
+
+    spec = spec_for(arch_name, arch, [0], 1, "never", device.type)
+    group = SingleGroup(build_member(spec, INPUT_SHAPE, CLASSES, 0, device, torch.float32))
+    group.train()
+    x = torch.randn(1, BATCH, *INPUT_SHAPE, device=device)
+    y = torch.randint(0, CLASSES, (1, BATCH), device=device)
     with FlopCounterMode(display=False) as counter:
-        train_steps(group, x, y, 1, 1, 0, device)
-    # the optimizer's elementwise update is negligible next to the matmuls/convs counted here
-    del torch
-    return float(counter.get_total_flops())
+        batch_loss("ce", group.forward(x), y, CLASSES).sum().backward()
+    return float(counter.get_total_flops()) / BATCH  # the elementwise optimizer update is negligible
 
 
 def matmul_peak_gflops(device) -> float:
@@ -176,10 +149,6 @@ def matmul_peak_gflops(device) -> float:
     return best
 
 
-def is_mlp(arch: dict) -> bool:
-    return arch["model"] == "mlp"
-
-
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -188,51 +157,76 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--members", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20, help="minibatch steps per member per round")
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="about the time the extra epochs of each mode take (see above)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads of the block and sequential modes (default: --cores)")
     args = parser.parse_args(argv)
 
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
     device = resolve_device(args.device)
-    threads = args.threads or args.cores
-    torch.set_num_threads(threads if device.type == "cpu" else 1)
+    torch.set_num_threads(args.cores if device.type == "cpu" else 1)
     archs = architectures()
     peak = matmul_peak_gflops(device)
-    print(f"device {device}, {args.cores} cores ({threads} threads in-process), torch {torch.__version__}, "
-          f"float32 matmul peak {peak:.0f} GFLOP/s")
-    print(f"N = {args.members} members, batch {BATCH}, {args.steps} steps per member per round, median of "
-          f"{args.rounds} alternating rounds; examples/s over all members")
-    header = (f"{'model':14s} {'block ex/s':>11s} {'seq ex/s':>10s} {'proc ex/s':>10s} {'GF/s blk':>9s} "
-              f"{'GF/s seq':>9s} {'%peak blk':>9s} {'blk/seq':>8s} {'blk/proc':>8s}")
-    print(header)
+    print(f"device {device}, {args.cores} cores, torch {torch.__version__}, float32 matmul peak {peak:.0f} GFLOP/s")
+    print(f"N = {args.members} members, batch {BATCH}, {N_DATA} examples, marginal rate between 1 and 1 + k "
+          f"epochs, median of {args.rounds} alternating rounds; examples/s over all members")
+    print(f"{'model':14s} {'block ex/s':>11s} {'seq ex/s':>10s} {'proc ex/s':>10s} {'GF/s blk':>9s} "
+          f"{'GF/s proc':>9s} {'%peak blk':>9s} {'startup s':>9s} {'blk/seq':>8s} {'blk/proc':>8s}", flush=True)
     mlp_speedups = []
-    for name in args.models:
-        if name not in archs:
-            raise SystemExit(f"unknown architecture {name!r} (config.yaml architectures: {sorted(archs)})")
-        arch = archs[name]
-        flops = flops_per_member_step(name, arch, device)
-        times: dict[str, list[float]] = {"block": [], "sequential": [], "processes": []}
-        for _ in range(args.rounds):
-            times["block"].append(run_block(name, arch, args.members, args.steps, device))
-            times["sequential"].append(run_sequential(name, arch, args.members, args.steps, device))
-            if device.type == "cpu":
-                times["processes"].append(run_processes(name, arch, args.members, args.steps, args.cores))
-        examples = args.members * args.steps * BATCH
-        rate = {k: (examples / statistics.median(v) if v else float("nan")) for k, v in times.items()}
-        gflops = {k: rate[k] / BATCH * flops / 1e9 for k in rate}
-        speedup = rate["block"] / rate["sequential"]
-        if is_mlp(arch):
-            mlp_speedups.append(speedup)
-        print(f"{name:14s} {rate['block']:11.0f} {rate['sequential']:10.0f} {rate['processes']:10.0f} "
-              f"{gflops['block']:9.1f} {gflops['sequential']:9.1f} {100 * gflops['block'] / peak:8.1f}% "
-              f"{speedup:8.2f} {rate['block'] / rate['processes']:8.2f}", flush=True)
-    if mlp_speedups:
-        print(f"speedup_block_vs_sequential: {min(mlp_speedups):.2f}")
-    else:
-        print("speedup_block_vs_sequential: nan")
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp_name, ctx.Pool(args.cores, initializer=_grid_init) as pool:
+        tmp = Path(tmp_name)
+        data = make_dataset(tmp / "bench.h5")
+        for name in args.models:
+            if name not in archs:
+                raise SystemExit(f"unknown architecture {name!r} (config.yaml architectures: {sorted(archs)})")
+            arch = archs[name]
+            seeds = list(range(args.members))
+            pilot_seq = timed_train(spec_for(name, arch, seeds, 1, "never", device.type), data, tmp / "pilot",
+                                    args.cores, 1)
+            pilot_auto = timed_train(spec_for(name, arch, seeds, 1, "auto", device.type), data, tmp / "pilot",
+                                     args.cores, 1)
+            # epochs of about --seconds each, guessing that workers / processes use every core fully
+            parallel = args.cores if device.type == "cpu" else 1
+            extra = {"block": pilot_auto / parallel, "sequential": pilot_seq, "processes": pilot_seq / parallel}
+            extra = {k: max(1, round(args.seconds / v)) for k, v in extra.items()}
+            rates: dict[str, list[float]] = {"block": [], "sequential": [], "processes": []}
+            startups = []
+            for _ in range(args.rounds):
+                for mode in rates:
+                    if mode == "processes" and device.type != "cpu":
+                        continue
+                    times = []
+                    for epochs in (1, 1 + extra[mode]):
+                        work = tmp / f"{name}_{mode}_{epochs}"
+                        if mode == "block":
+                            spec = spec_for(name, arch, seeds, epochs, "auto", device.type)
+                            times.append(timed_train(spec, data, work, args.cores, None))
+                        elif mode == "sequential":
+                            spec = spec_for(name, arch, seeds, epochs, "never", device.type)
+                            times.append(timed_train(spec, data, work, args.cores, 1))
+                        else:
+                            times.append(run_grid(pool, name, arch, args.members, epochs, data, work))
+                    rate = args.members * N_DATA * extra[mode] / max(times[1] - times[0], 1e-9)
+                    rates[mode].append(rate)
+                    if mode == "block":
+                        startups.append(times[0] - args.members * N_DATA / rate)
+            rate = {k: (statistics.median(v) if v else float("nan")) for k, v in rates.items()}
+            flops = flops_per_example(name, arch, device)
+            gflops = {k: rate[k] * flops / 1e9 for k in rate}
+            speedup = rate["block"] / rate["sequential"]
+            if arch["model"] == "mlp":
+                mlp_speedups.append(speedup)
+            print(f"{name:14s} {rate['block']:11.0f} {rate['sequential']:10.0f} {rate['processes']:10.0f} "
+                  f"{gflops['block']:9.1f} {gflops['processes']:9.1f} {100 * gflops['block'] / peak:8.1f}% "
+                  f"{statistics.median(startups):9.1f} {speedup:8.2f} {rate['block'] / rate['processes']:8.2f}",
+                  flush=True)
+    print(f"speedup_block_vs_sequential: {min(mlp_speedups):.2f}" if mlp_speedups
+          else "speedup_block_vs_sequential: nan")
 
 
 if __name__ == "__main__":

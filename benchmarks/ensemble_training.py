@@ -21,7 +21,8 @@ printed (``startup s``: its 1-epoch wall time less one epoch at its measured rat
 
 Printed per model: examples/s of each mode, the achieved GFLOP/s (FLOPs of one training step counted by
 torch.utils.flop_counter) against this machine's measured float32 matmul peak, the ratios block/sequential and
-block/processes. Final line: ``speedup_block_vs_sequential: X`` = the smallest block/sequential ratio over the
+block/processes (the median over rounds, then the range of the per-round paired ratio, which shows how much
+of a difference is noise). Final line: ``speedup_block_vs_sequential: X`` = the smallest block/sequential ratio over the
 MLPs measured.
 
     .venv/bin/python benchmarks/ensemble_training.py              # default models, N = 32
@@ -121,7 +122,7 @@ def flops_per_example(arch_name: str, arch: dict, device) -> float:
     from lossatlas.training import SingleGroup, batch_loss, build_member
 
     spec = spec_for(arch_name, arch, [0], 1, "never", device.type)
-    group = SingleGroup(build_member(spec, INPUT_SHAPE, CLASSES, 0, device, torch.float32))
+    group = SingleGroup(build_member(spec, INPUT_SHAPE, CLASSES, 0, device, torch.float32), 0)
     group.train()
     x = torch.randn(1, BATCH, *INPUT_SHAPE, device=device)
     y = torch.randint(0, CLASSES, (1, BATCH), device=device)
@@ -147,6 +148,12 @@ def matmul_peak_gflops(device) -> float:
             torch.cuda.synchronize()
         best = max(best, 4 * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9)
     return best
+
+
+def spread(a: list[float], b: list[float]) -> str:
+    """min–max over the rounds of the paired ratio a/b (both measured in the same round), or '-'."""
+    ratios = [x / y for x, y in zip(a, b, strict=False)]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"N = {args.members} members, batch {BATCH}, {N_DATA} examples, marginal rate between 1 and 1 + k "
           f"epochs, median of {args.rounds} alternating rounds; examples/s over all members")
     print(f"{'model':14s} {'block ex/s':>11s} {'seq ex/s':>10s} {'proc ex/s':>10s} {'GF/s blk':>9s} "
-          f"{'GF/s proc':>9s} {'%peak blk':>9s} {'startup s':>9s} {'blk/seq':>8s} {'blk/proc':>8s}", flush=True)
+          f"{'GF/s proc':>9s} {'%peak blk':>9s} {'startup s':>9s} {'blk/seq':>8s} {'blk/proc':>8s} "
+          f"{'per round':>11s}", flush=True)
     mlp_speedups = []
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp_name, ctx.Pool(args.cores, initializer=_grid_init) as pool:
@@ -223,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
                 mlp_speedups.append(speedup)
             print(f"{name:14s} {rate['block']:11.0f} {rate['sequential']:10.0f} {rate['processes']:10.0f} "
                   f"{gflops['block']:9.1f} {gflops['processes']:9.1f} {100 * gflops['block'] / peak:8.1f}% "
-                  f"{statistics.median(startups):9.1f} {speedup:8.2f} {rate['block'] / rate['processes']:8.2f}",
+                  f"{statistics.median(startups):9.1f} {speedup:8.2f} {rate['block'] / rate['processes']:8.2f} "
+                  f"{spread(rates['block'], rates['processes']):>11s}",
                   flush=True)
     print(f"speedup_block_vs_sequential: {min(mlp_speedups):.2f}" if mlp_speedups
           else "speedup_block_vs_sequential: nan")

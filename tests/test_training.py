@@ -57,6 +57,13 @@ def test_steps_per_epoch_drops_only_a_single_example_batch():
     assert T.steps_per_epoch(97, 16) == 6
 
 
+def test_member_groups_split_a_stacked_block_into_one_chunk_per_worker():
+    assert T.member_groups(5, True, 2) == [[0, 1, 2], [3, 4]]
+    assert T.member_groups(5, True, 1) == [[0, 1, 2, 3, 4]]
+    assert T.member_groups(2, True, 4) == [[0], [1]]  # never an empty chunk
+    assert T.member_groups(3, False, 2) == [[0], [1], [2]]  # a loop: one group per member, whatever the workers
+
+
 def test_learning_rate_schedules():
     opt = {"schedule": {"kind": "step", "every": 2, "factor": 10}}
     assert [T.learning_rate(opt, 1.0, e) for e in range(5)] == [1.0, 1.0, 0.1, 0.1, pytest.approx(0.01)]
@@ -186,14 +193,26 @@ def test_regression_with_mse_raw(tmp_path):
         train(tmp_path, data, "bad", loss="ce", architecture=arch)
 
 
-def test_dropout_members_in_a_loop_equal_the_seed_alone(tmp_path, blobs):
-    arch = {"name": "drop", "model": "mlp", "hidden": [16], "dropout_p": 0.5}
-    block = train(tmp_path, blobs, "block", seeds=[0, 1], architecture=arch)
+@pytest.mark.parametrize("arch", [
+    {"name": "drop", "model": "mlp", "hidden": [16, 8], "dropout_p": 0.5},
+    # dropout on 4-d activations (after a conv block) too; channels_last alone, plain layout stacked
+    {"name": "stvgg", "model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8},
+], ids=["mlp", "st_vgg"])
+def test_dropout_members_stacked_or_in_a_loop_equal_the_seed_alone(tmp_path, blobs, arch):
+    """Each member draws its dropout masks from its own generator, so stacking does not change them."""
+    stacked = train(tmp_path, blobs, "stacked", seeds=[0, 1, 2], architecture=arch, vectorize="always")
+    looped = train(tmp_path, blobs, "looped", seeds=[0, 1], architecture=arch, vectorize="never")
     alone = train(tmp_path, blobs, "alone", seeds=[1], architecture=arch)
-    with h5py.File(block) as f:
-        assert not bool(f.attrs["vectorized"])  # auto: dropout keeps the loop
-    wb, wa = weights(block), weights(alone)
-    assert max(float(np.abs(wb[k][1] - wa[k][0]).max()) for k in wb) == 0.0
+    assert T.choose_vectorize("auto", T.build_member(make_spec(architecture=arch), (1, 4, 4), 3, 0,
+                                                     torch.device("cpu"), torch.float64), 3,
+                              torch.device("cpu")) == (arch["model"] == "mlp")  # dropout does not stop it
+    ws, wl, wa = weights(stacked), weights(looped), weights(alone)
+    assert max(float(np.abs(wl[k][1] - wa[k][0]).max()) for k in wa) == 0.0
+    assert max(float(np.abs(ws[k][1] - wa[k][0]).max()) for k in wa) < BLOCK_VS_ALONE_TOL
+    # the masks really drop something: without dropout the same seed trains to other weights
+    plain = train(tmp_path, blobs, "plain", seeds=[1], architecture=arch, dropout=False)
+    with h5py.File(plain) as p, h5py.File(alone) as a:
+        assert float(np.abs(p["train_log/loss"][()] - a["train_log/loss"][()]).max()) > 1e-3
 
 
 def test_uint8_images_are_standardised(tmp_path):

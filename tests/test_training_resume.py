@@ -102,7 +102,10 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path, data):
 
 
 def test_sigterm_saves_state_exits_nonzero_and_resumes(tmp_path, data):
-    spec = make_spec(seeds=[0, 1, 2], epochs=8, batch_size=8, vectorize="always", dtype="float32")
+    # stacked, with dropout: each member's mask generator is part of the saved state
+    spec = make_spec(seeds=[0, 1, 2], epochs=8, batch_size=8, vectorize="always", dtype="float32",
+                     architecture={"name": "mlp16d", "model": "mlp", "hidden": [16], "batchnorm": True,
+                                   "dropout_p": 0.3})
     ref, out, work = reference(spec, data, tmp_path), tmp_path / "out.h5", tmp_path / "work"
 
     proc = start(spec, data, out, work)

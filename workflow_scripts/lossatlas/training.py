@@ -9,12 +9,12 @@ from (s, "data", p, e), so the order is a pure function of the seed and resuming
 are trained either stacked (``torch.func``: ``stack_module_state`` + ``functional_call`` + ``vmap``, BatchNorm
 buffers stacked too; every optimizer here is elementwise, so one optimizer over the stacked tensors equals one
 optimizer per member) or one after another. ``vectorize``: ``always`` | ``never`` | ``auto`` = stacked when the
-block has more than one member, no active dropout, and either the device is CUDA or the model has no
-convolution (on CPU grouped-convolution backward is slower than a loop of dense ones). A member trained in a
-stacked block equals the same seed trained alone up to float summation order (batched vs plain matmul; tested
-< 1e-12 after 2 epochs in float64). Dropout: in a loop each member draws its masks from its own RNG seeded from
-(s, "dropout"), so the member equals the seed alone; stacked (``vectorize: always``) the masks come from one block
-RNG (deterministic, but no longer equal to the member alone).
+block has more than one member, its dropout (if any) is element-wise ``nn.Dropout``, and either the device is
+CUDA or the model has no convolution (on CPU grouped-convolution backward is slower than a loop of dense ones).
+A member trained in a stacked block equals the same seed trained alone up to float summation order (batched vs
+plain matmul; tested < 1e-12 after 2 epochs in float64). Dropout: every ``nn.Dropout`` trains as a
+``MemberDropout`` whose masks ``MemberMasks`` draws from the member's own generator seeded from (s, "dropout"),
+stacked or alone alike, so dropout does not break that equality (in a loop the member is byte-identical).
 
 Groups and worker processes. The block is trained as groups: one per member in a loop; stacked, one contiguous
 chunk of the members per worker process. On CPU a job holding T cores (``train_run(threads=T)``) runs
@@ -342,8 +342,11 @@ def build_member(spec: dict, input_shape: Sequence[int], outputs: int, seed: int
     return model.to(device)
 
 
-def has_active_dropout(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+def has_unstackable_dropout(model: nn.Module) -> bool:
+    """Active dropout other than element-wise ``nn.Dropout`` (which ``MemberDropout`` replaces): its masks
+    would come from a shared RNG, so a stacked member would not equal the seed alone."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and type(m) is not nn.Dropout and m.p > 0
+               for m in model.modules())
 
 
 def has_convolution(model: nn.Module) -> bool:
@@ -358,7 +361,7 @@ def choose_vectorize(mode: str, model: nn.Module, members: int, device: torch.de
         return False
     if mode != "auto":
         raise ValueError(f"vectorize must be auto | always | never, got {mode!r}")
-    if has_active_dropout(model):
+    if has_unstackable_dropout(model):
         return False
     return device.type == "cuda" or not has_convolution(model)
 
@@ -377,12 +380,104 @@ def channels_last(model: nn.Module) -> bool:
     return has_convolution(model)
 
 
+class MemberDropout(nn.Module):
+    """Element-wise dropout whose mask is set from outside (``mask``: 0 or 1/(1 − p) per element, drawn by
+    ``MemberMasks`` from the member's own generator), so a member gets the same masks alone or stacked."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        if self.mask is None:
+            raise RuntimeError("MemberDropout in training mode needs its mask (set by the training group)")
+        return x * self.mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_member_dropout(model: nn.Module) -> dict[str, MemberDropout]:
+    """Replace every active ``nn.Dropout`` of ``model`` (in place, same names) by a ``MemberDropout``."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is nn.Dropout and child.p > 0:
+                setattr(module, child_name, MemberDropout(child.p))
+    return {name: m for name, m in model.named_modules() if isinstance(m, MemberDropout)}
+
+
+class MemberMasks:
+    """The dropout masks of a group's members, each member with its own generator seeded from (seed, "dropout").
+
+    Every step draws, per member, one flat Bernoulli(1 − p) vector covering the input of every dropout layer (in
+    ``named_modules`` order; shapes found once per input shape by a forward pass on the meta device), scaled by
+    1/(1 − p) as torch's dropout does. A member's masks so depend only on its seed and the step, not on the other
+    members of its group: stacked and alone it is the same network."""
+
+    def __init__(self, model: nn.Module, seeds: Sequence[int], device: torch.device, dtype: torch.dtype):
+        import copy
+
+        self.template = copy.deepcopy(model).to("meta")
+        self.dropouts = use_member_dropout(self.template)
+        self.template.eval()  # dropout off: the pass only records shapes
+        self.generators = [torch.Generator(device=device).manual_seed(derive_seed(int(s), "dropout"))
+                           for s in seeds]
+        self.device, self.dtype = device, dtype
+        self._layouts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, list]] = {}
+
+    def _layout(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list]:
+        if input_shape not in self._layouts:
+            shapes: dict[str, tuple[int, ...]] = {}
+
+            def record(name: str):
+                def hook(_module: nn.Module, args: tuple) -> None:  # returns None: the inputs stay as they are
+                    shapes[name] = tuple(args[0].shape)
+                return hook
+
+            hooks = [m.register_forward_pre_hook(record(name)) for name, m in self.dropouts.items()]
+            with torch.no_grad():
+                self.template(torch.empty(input_shape, device="meta", dtype=self.dtype))
+            for h in hooks:
+                h.remove()
+            keep, scale, entries, offset = [], [], [], 0
+            for name, m in self.dropouts.items():
+                n = math.prod(shapes[name])
+                keep.append(torch.full((n,), 1.0 - m.p, dtype=self.dtype))
+                scale.append(torch.full((n,), 1.0 / (1.0 - m.p), dtype=self.dtype))
+                entries.append((name, offset, n, shapes[name]))
+                offset += n
+            self._layouts[input_shape] = (torch.cat(keep).to(self.device), torch.cat(scale).to(self.device),
+                                          entries)
+        return self._layouts[input_shape]
+
+    def draw(self, input_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """Masks for one step of inputs of ``input_shape`` (one member's batch): name → (members, *shape)."""
+        if not self.dropouts:
+            return {}
+        keep, scale, entries = self._layout(tuple(input_shape))
+        flat = torch.stack([torch.bernoulli(keep, generator=g) for g in self.generators]) * scale
+        return {name: flat[:, o:o + n].reshape(len(self.generators), *shape) for name, o, n, shape in entries}
+
+    def get_state(self) -> list[torch.Tensor]:
+        return [g.get_state() for g in self.generators]
+
+    def set_state(self, states: list[torch.Tensor]) -> None:
+        for g, state in zip(self.generators, states, strict=True):
+            g.set_state(state.cpu() if self.device.type == "cpu" else state)
+
+
 class SingleGroup:
     """One member trained on its own (the plain module; channels_last for convolutional nets)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, seed: int):
         self.channels_last = channels_last(model)
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        self.masks = MemberMasks(self.model, [seed], next(self.model.parameters()).device,
+                                 next(self.model.parameters()).dtype)
+        self.dropouts = use_member_dropout(self.model)
         self.size = 1
 
     def parameters(self) -> list[torch.Tensor]:
@@ -392,6 +487,9 @@ class SingleGroup:
         x = xb[0]
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        masks = self.masks.draw(tuple(x.shape)) if self.model.training else {}
+        for name, m in self.dropouts.items():
+            m.mask = masks[name][0] if masks else None
         return self.model(x).unsqueeze(0)
 
     def train(self) -> None:
@@ -407,7 +505,7 @@ class SingleGroup:
 class StackedGroup:
     """Members trained as one stacked model (torch.func), parameters and buffers stacked on a leading axis."""
 
-    def __init__(self, models: list[nn.Module]):
+    def __init__(self, models: list[nn.Module], seeds: Sequence[int]):
         import copy
 
         from torch.func import functional_call, stack_module_state, vmap
@@ -417,19 +515,26 @@ class StackedGroup:
         self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         self.buffers = buffers
         self.keys = list(models[0].state_dict().keys())
+        first = next(models[0].parameters())
+        self.masks = MemberMasks(models[0], seeds, first.device, first.dtype)
         self.base = copy.deepcopy(models[0]).to("meta")
+        self.dropouts = use_member_dropout(self.base)
         self.base.train()
 
-        def call(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        def call(p: dict, b: dict, masks: dict, x: torch.Tensor) -> torch.Tensor:
+            for name, m in self.dropouts.items():
+                m.mask = masks.get(name)  # this member's mask (vmap hands each call its slice)
             return functional_call(self.base, (p, b), (x,))
 
-        self._forward = vmap(call, randomness="different")
+        # no randomness inside: dropout masks come in as inputs, drawn from each member's own generator
+        self._forward = vmap(call, randomness="error")
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        return self._forward(self.params, self.buffers, xb)
+        masks = self.masks.draw(tuple(xb.shape[1:])) if self.base.training else {}
+        return self._forward(self.params, self.buffers, masks, xb)
 
     def train(self) -> None:
         self.base.train()
@@ -609,7 +714,7 @@ class BlockTrainer:
         rows = np.asarray(self.groups[pos.group])
         payload = {
             "key": self.key, "position": pos.__dict__.copy(), "weights": group.state(),
-            "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+            "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "dropout_rng": group.masks.get_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "acc": acc, "status": self.status.rows(rows),
         }
@@ -702,7 +807,8 @@ class BlockTrainer:
     def _make_group(self, members: list[int]) -> Any:
         models = [build_member(self.spec, self.input_shape, self.outputs, self.seeds[m], self.device, self.dtype)
                   for m in members]
-        return StackedGroup(models) if self.vectorized else SingleGroup(models[0])
+        seeds = [self.seeds[m] for m in members]
+        return StackedGroup(models, seeds) if self.vectorized else SingleGroup(models[0], seeds[0])
 
     def _train_group(self, gi: int, state: dict | None, sigterm: _Sigterm) -> None:
         members = self.groups[gi]
@@ -725,6 +831,7 @@ class BlockTrainer:
             group.load_state(state["weights"])
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"])
+            group.masks.set_state(state["dropout_rng"])
             if state["cuda_rng"] is not None:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             acc = state["acc"]

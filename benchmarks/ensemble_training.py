@@ -1,7 +1,8 @@
 """Ensemble training throughput of the engine: N members as one block job vs one after another vs one job each.
 
 For each model (default: the default study's architectures from config.yaml), measured side by side in one run,
-alternating the modes round by round (the median round is reported, so background load hits every mode alike),
+alternating the modes round by round, each mode going first in turn (the median round is reported, so
+background load and order effects hit every mode alike),
 each mode being ``lossatlas.training.train_run`` on the same synthetic data of the default study's input shape
 (1×8×8, 10 classes, 2,048 training examples, batch 64, SGD with momentum, cross-entropy):
 
@@ -204,8 +205,9 @@ def main(argv: list[str] | None = None) -> None:
             extra = {k: max(1, round(args.seconds / v)) for k, v in extra.items()}
             rates: dict[str, list[float]] = {"block": [], "sequential": [], "processes": []}
             startups = []
-            for _ in range(args.rounds):
-                for mode in rates:
+            for r in range(args.rounds):
+                modes = list(rates)
+                for mode in modes[r % 3:] + modes[:r % 3]:  # each mode goes first in turn (order effects)
                     if mode == "processes" and device.type != "cpu":
                         continue
                     times = []

@@ -33,6 +33,7 @@ MLPs measured.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import os
 import statistics
@@ -151,9 +152,14 @@ def matmul_peak_gflops(device) -> float:
     return best
 
 
+def median_finite(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else float("nan")
+
+
 def spread(a: list[float], b: list[float]) -> str:
     """min–max over the rounds of the paired ratio a/b (both measured in the same round), or '-'."""
-    ratios = [x / y for x, y in zip(a, b, strict=False)]
+    ratios = [x / y for x, y in zip(a, b, strict=False) if math.isfinite(x / y)]
     return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
 
 
@@ -221,11 +227,13 @@ def main(argv: list[str] | None = None) -> None:
                             times.append(timed_train(spec, data, work, args.cores, 1))
                         else:
                             times.append(run_grid(pool, name, arch, args.members, epochs, data, work))
-                    rate = args.members * N_DATA * extra[mode] / max(times[1] - times[0], 1e-9)
+                    # extra epochs faster than the noise of the fixed costs: no rate (raise --seconds)
+                    gain = times[1] - times[0]
+                    rate = args.members * N_DATA * extra[mode] / gain if gain > 0 else float("nan")
                     rates[mode].append(rate)
                     if mode == "block":
                         startups.append(times[0] - args.members * N_DATA / rate)
-            rate = {k: (statistics.median(v) if v else float("nan")) for k, v in rates.items()}
+            rate = {k: median_finite(v) for k, v in rates.items()}
             flops = flops_per_example(name, arch, device)
             gflops = {k: rate[k] * flops / 1e9 for k in rate}
             speedup = rate["block"] / rate["sequential"]
@@ -233,11 +241,12 @@ def main(argv: list[str] | None = None) -> None:
                 mlp_speedups.append(speedup)
             print(f"{name:14s} {rate['block']:11.0f} {rate['sequential']:10.0f} {rate['processes']:10.0f} "
                   f"{gflops['block']:9.1f} {gflops['processes']:9.1f} {100 * gflops['block'] / peak:8.1f}% "
-                  f"{statistics.median(startups):9.1f} {speedup:8.2f} {rate['block'] / rate['processes']:8.2f} "
+                  f"{median_finite(startups):9.1f} {speedup:8.2f} {rate['block'] / rate['processes']:8.2f} "
                   f"{spread(rates['block'], rates['processes']):>11s}",
                   flush=True)
-    print(f"speedup_block_vs_sequential: {min(mlp_speedups):.2f}" if mlp_speedups
-          else "speedup_block_vs_sequential: nan")
+    # nan when no MLP was measured or one MLP's rate could not be measured
+    worst = min(mlp_speedups) if mlp_speedups and all(map(math.isfinite, mlp_speedups)) else float("nan")
+    print(f"speedup_block_vs_sequential: {worst:.2f}")
 
 
 if __name__ == "__main__":

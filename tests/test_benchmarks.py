@@ -1,0 +1,24 @@
+"""The benchmarks run end to end (through the engine's train_run, worker processes included) and print what
+their docstrings promise; their numbers are not checked here (no timing assertions in tests)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_ensemble_training_benchmark_prints_a_row_per_model_and_the_final_speedup_line():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ensemble_training.py"), "--models",
+                           "lp_mlp2_bn", "--members", "2", "--rounds", "1", "--seconds", "0.2", "--cores", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert any(line.startswith("lp_mlp2_bn ") for line in lines), proc.stdout
+    assert re.fullmatch(r"speedup_block_vs_sequential: (nan|\d+\.\d\d)", lines[-1]), lines[-1]

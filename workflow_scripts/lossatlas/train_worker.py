@@ -33,6 +33,9 @@ def main(argv: list[str]) -> int:
     handlers += [logging.FileHandler(path, mode="a") for path in job["log_files"]]  # the rule's log, shared
     logging.basicConfig(level=int(job.get("log_level", logging.INFO)), handlers=handlers, force=True,
                         format=f"%(asctime)s %(name)s [worker {os.getpid()}] %(message)s")
+    from lossatlas.entry import tune_allocator
+
+    tune_allocator()
     import torch
 
     torch.set_num_threads(int(job["threads"]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import platform
+import sys
 
 import h5py
 import numpy as np
@@ -96,7 +98,7 @@ def test_block_member_equals_the_seed_trained_alone(tmp_path, blobs):
     alone = train(tmp_path, blobs, "alone", seeds=[1], vectorize="never",
                   checkpoints={"every": 1, "within_epochs": 1, "per_epoch": 2})
     with h5py.File(block) as f:
-        assert bool(f.attrs["vectorized"])
+        assert bool(f.attrs["vectorized"]) and f.attrs["stacking"] == "wide"
         assert f["checkpoints/epoch"][:].tolist() == pytest.approx([0, 2 / 6, 4 / 6, 1, 2])
     wb, wa = weights(block), weights(alone)
     assert wb.keys() == wa.keys() and "1.weight" in wb and "2.running_mean" in wb  # BN buffers too
@@ -195,7 +197,7 @@ def test_regression_with_mse_raw(tmp_path):
 
 @pytest.mark.parametrize("arch", [
     {"name": "drop", "model": "mlp", "hidden": [16, 8], "dropout_p": 0.5},
-    # dropout on 4-d activations (after a conv block) too; channels_last alone, plain layout stacked
+    # dropout on 4-d activations (after a conv block) too: channels_last alone and in the wide layout
     {"name": "stvgg", "model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8},
 ], ids=["mlp", "st_vgg"])
 def test_dropout_members_stacked_or_in_a_loop_equal_the_seed_alone(tmp_path, blobs, arch):
@@ -203,9 +205,9 @@ def test_dropout_members_stacked_or_in_a_loop_equal_the_seed_alone(tmp_path, blo
     stacked = train(tmp_path, blobs, "stacked", seeds=[0, 1, 2], architecture=arch, vectorize="always")
     looped = train(tmp_path, blobs, "looped", seeds=[0, 1], architecture=arch, vectorize="never")
     alone = train(tmp_path, blobs, "alone", seeds=[1], architecture=arch)
-    assert T.choose_vectorize("auto", T.build_member(make_spec(architecture=arch), (1, 4, 4), 3, 0,
-                                                     torch.device("cpu"), torch.float64), 3,
-                              torch.device("cpu")) == (arch["model"] == "mlp")  # dropout does not stop it
+    assert T.choose_stacking("auto", T.build_member(make_spec(architecture=arch), (1, 4, 4), 3, 0,
+                                                    torch.device("cpu"), torch.float64), 3,
+                             torch.device("cpu")) == "wide"  # dropout does not stop it, nor convolutions
     ws, wl, wa = weights(stacked), weights(looped), weights(alone)
     assert max(float(np.abs(wl[k][1] - wa[k][0]).max()) for k in wa) == 0.0
     assert max(float(np.abs(ws[k][1] - wa[k][0]).max()) for k in wa) < BLOCK_VS_ALONE_TOL
@@ -252,3 +254,11 @@ def test_optimizers_match_torch_optim(kind, kwargs, torch_cls):
             ((p - target) ** 2 * (i + 1)).sum().backward()
             opt.step()
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-14)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="mallopt is glibc's")
+def test_allocator_tuning_applies_on_glibc():
+    from lossatlas.entry import tune_allocator
+
+    assert tune_allocator() is True

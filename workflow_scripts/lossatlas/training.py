@@ -6,15 +6,23 @@ Entry point: ``train_run(spec, dataset_path, out_path, work_dir, pretrain_path=N
 Members. Each seed s of the block is one member with its own initial weights (``models.initialize`` with a
 generator seeded from (s, "init")) and its own minibatch order (epoch e of phase p uses the permutation drawn
 from (s, "data", p, e), so the order is a pure function of the seed and resuming needs no RNG state). Members
-are trained either stacked (``torch.func``: ``stack_module_state`` + ``functional_call`` + ``vmap``, BatchNorm
-buffers stacked too; every optimizer here is elementwise, so one optimizer over the stacked tensors equals one
-optimizer per member) or one after another. ``vectorize``: ``always`` | ``never`` | ``auto`` = stacked when the
-block has more than one member, its dropout (if any) is element-wise ``nn.Dropout``, and either the device is
-CUDA or the model has no convolution (on CPU grouped-convolution backward is slower than a loop of dense ones).
-A member trained in a stacked block equals the same seed trained alone up to float summation order (batched vs
-plain matmul; tested < 1e-12 after 2 epochs in float64). Dropout: every ``nn.Dropout`` trains as a
-``MemberDropout`` whose masks ``MemberMasks`` draws from the member's own generator seeded from (s, "dropout"),
-stacked or alone alike, so dropout does not break that equality (in a loop the member is byte-identical).
+train in one of three ways (``choose_stacking``; every optimizer here is elementwise, so one optimizer over
+stacked tensors equals one optimizer per member):
+- ``wide``: the members as channel groups of one wide network (``lossatlas.wide``: grouped convolutions,
+  batched matmuls, one BatchNorm over all members' channels), for every model built from the registry's
+  usual layers;
+- ``vmap``: stacked with ``torch.func`` (``stack_module_state`` + ``functional_call`` + ``vmap``, BatchNorm
+  buffers stacked too), for other models (DenseNet's concatenations);
+- ``loop``: one after another.
+``vectorize``: ``never`` = loop; ``always`` = wide, else vmap; ``auto`` = loop for a single member or dropout
+other than element-wise ``nn.Dropout``, else wide, else vmap on CUDA or for models without convolutions, else
+loop (on CPU the vmap rule for convolutions is no faster than a loop; the wide layout's channels_last grouped
+convolutions are: benchmarks/ensemble_training.py). A member trained stacked equals the same seed trained
+alone up to float summation order (grouped or batched vs plain kernels; tested < 1e-12 after 2 epochs in
+float64, and per architecture family in tests/test_wide.py). Dropout: every ``nn.Dropout`` trains as a
+``MemberDropout`` whose masks ``MemberMasks`` draws from the member's own generator seeded from (s,
+"dropout"), stacked or alone alike, so dropout does not break that equality (in a loop the member is
+byte-identical).
 
 Groups and worker processes. The block is trained as groups: one per member in a loop; stacked, one contiguous
 chunk of the members per worker process. On CPU a job holding T cores (``train_run(threads=T)``) runs
@@ -67,7 +75,7 @@ same file as an uninterrupted one), ``work_dir`` is removed.
 ``checkpoints.h5`` (M members, C checkpoints, E epochs):
 - root attrs: ``spec`` (JSON), ``schema_version``, ``task``, ``num_classes`` (0 for regression), ``num_outputs``
   (model outputs: K, or the regression target width), ``input_shape`` (JSON), ``dataset_hash``, ``lr`` (the rate
-  used), ``vectorized`` (bool), ``torch_version``;
+  used), ``vectorized`` (bool), ``stacking`` (wide | vmap | loop), ``workers``, ``torch_version``;
 - ``members`` (M,) int64 seeds;
 - ``checkpoints/epoch`` (C,) float64, ``checkpoints/step`` (C,) int64, ``checkpoints/examples_seen`` (C,) int64,
   ``checkpoints/valid`` (M, C) bool;
@@ -353,17 +361,23 @@ def has_convolution(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
-def choose_vectorize(mode: str, model: nn.Module, members: int, device: torch.device) -> bool:
-    """Whether to train the block stacked (see the module docstring for the ``auto`` rule)."""
-    if mode == "always":
-        return True
-    if mode == "never" or members < 2:
-        return False
-    if mode != "auto":
+def choose_stacking(mode: str, model: nn.Module, members: int, device: torch.device) -> str:
+    """How a block's members train: ``"wide"`` (one wide network, ``lossatlas.wide``), ``"vmap"`` (stacked with
+    ``torch.func``) or ``"loop"`` (one after another); see the module docstring for the ``auto`` rule."""
+    from lossatlas.wide import unsupported_layers
+
+    if mode not in ("auto", "always", "never"):
         raise ValueError(f"vectorize must be auto | always | never, got {mode!r}")
+    if mode == "never" or members < 2:
+        return "loop"
+    widens = not unsupported_layers(model)
+    if mode == "always":
+        return "wide" if widens else "vmap"
     if has_unstackable_dropout(model):
-        return False
-    return device.type == "cuda" or not has_convolution(model)
+        return "loop"
+    if widens:
+        return "wide"
+    return "vmap" if device.type == "cuda" or not has_convolution(model) else "loop"
 
 
 def member_groups(members: int, vectorized: bool, workers: int) -> list[list[int]]:
@@ -553,6 +567,49 @@ class StackedGroup:
                 (self.params[k] if k in self.params else self.buffers[k]).copy_(v)
 
 
+class WideGroup:
+    """Members trained as one wide network (``lossatlas.wide``): grouped convolutions and batched matmuls."""
+
+    def __init__(self, models: list[nn.Module], seeds: Sequence[int], input_shape: Sequence[int]):
+        from lossatlas import wide
+
+        self.size = len(models)
+        self.image = wide.uses_image_layout(input_shape, models[0])
+        first = next(models[0].parameters())
+        self.masks = MemberMasks(models[0], seeds, first.device, first.dtype)
+        self.model = wide.widen(models)
+        if self.image:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.dropouts = use_member_dropout(self.model)
+        self.shapes = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
+        self.tensors = self.model.state_dict(keep_vars=True)  # the wide parameters and buffers themselves
+        if list(self.tensors) != list(self.shapes):
+            raise RuntimeError(f"wide model keys {list(self.tensors)} differ from the member's {list(self.shapes)}")
+        self._to_wide, self._from_wide = wide.to_wide, wide.from_wide_output
+        self._member_view = wide.member_view
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.model.parameters())
+
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        masks = self.masks.draw(tuple(xb.shape[1:])) if self.model.training else {}
+        for name, m in self.dropouts.items():
+            m.mask = self._to_wide(masks[name], self.image) if masks else None
+        return self._from_wide(self.model(self._to_wide(xb, self.image)))
+
+    def train(self) -> None:
+        self.model.train()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {k: self._member_view(t.detach(), self.size, self.shapes[k]).contiguous()
+                for k, t in self.tensors.items()}
+
+    def load_state(self, stacked: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for k, v in stacked.items():
+                self._member_view(self.tensors[k], self.size, self.shapes[k]).copy_(v)
+
+
 class H5Writer:
     """Creates datasets (and their parent groups) without modification times, so that equal content gives
     equal bytes (h5py records times on groups by default)."""
@@ -682,11 +739,12 @@ class BlockTrainer:
         pre_epochs = phases[0].epochs if len(phases) > 1 else 0
         self.status = BlockStatus(len(self.seeds), main.epochs, pre_epochs, len(self.ckpt_steps))
         probe = build_member(spec, self.input_shape, outputs, self.seeds[0], device, self.dtype)
-        self.vectorized = choose_vectorize(spec.get("vectorize", "auto"), probe, len(self.seeds), device)
+        self.stacking = choose_stacking(spec.get("vectorize", "auto"), probe, len(self.seeds), device)
+        self.vectorized = self.stacking != "loop"
         self.groups = member_groups(len(self.seeds), self.vectorized, workers)
         self.workers = max(1, min(workers, len(self.groups)))
         # the grouping changes float summation (stacked chunks), so a state of another grouping is not resumed
-        self.key = hashlib.sha256(json.dumps([key, self.groups]).encode()).hexdigest()
+        self.key = hashlib.sha256(json.dumps([key, self.groups, self.stacking]).encode()).hexdigest()
         self.state_every_s = float(os.environ.get(STATE_EVERY_S_ENV, "60"))
 
     # -- checkpoint table
@@ -811,7 +869,11 @@ class BlockTrainer:
         models = [build_member(self.spec, self.input_shape, self.outputs, self.seeds[m], self.device, self.dtype)
                   for m in members]
         seeds = [self.seeds[m] for m in members]
-        return StackedGroup(models, seeds) if self.vectorized else SingleGroup(models[0], seeds[0])
+        if self.stacking == "wide":
+            return WideGroup(models, seeds, self.input_shape)
+        if self.stacking == "vmap":
+            return StackedGroup(models, seeds)
+        return SingleGroup(models[0], seeds[0])
 
     def _train_group(self, gi: int, state: dict | None, sigterm: _Sigterm) -> None:
         members = self.groups[gi]
@@ -1053,7 +1115,8 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
     trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, lr, device, Path(work_dir),
                            _run_key(spec, ds, lr), workers=workers)
     log.info("training %d member(s) %s on %s, %s, %d checkpoints, %d worker process(es)", len(trainer.seeds),
-             "stacked" if trainer.vectorized else "one after another", device, spec.get("dtype", "float32"),
+             {"wide": "as one wide network", "vmap": "stacked (vmap)", "loop": "one after another"}[trainer.stacking],
+             device, spec.get("dtype", "float32"),
              len(trainer.ckpt_steps), trainer.workers)
     t0 = time.perf_counter()
     if trainer.workers == 1:
@@ -1070,7 +1133,8 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
         "spec": json.dumps(spec, sort_keys=True), "schema_version": SCHEMA_VERSION,
         "task": ds.attrs.get("task", "classification"), "num_classes": num_classes, "num_outputs": outputs,
         "input_shape": json.dumps(list(ds.input_shape)), "dataset_hash": _dataset_hash(ds), "lr": lr,
-        "vectorized": trainer.vectorized, "workers": trainer.workers, "torch_version": str(torch.__version__),
+        "vectorized": trainer.vectorized, "stacking": trainer.stacking, "workers": trainer.workers,
+        "torch_version": str(torch.__version__),
     }
     trainer.write(out_path, attrs)
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -7,8 +7,8 @@ each mode being ``lossatlas.training.train_run`` on the same synthetic data of t
 (1×8×8, 10 classes, 2,048 training examples, batch 64, SGD with momentum, cross-entropy):
 
 - ``block``: one job training seeds 0..N-1, ``threads`` = all cores, as the pipeline's ``train`` rule runs it
-  (on CPU: one single-threaded worker process per core, each training its share of the members stacked or in a
-  loop as ``vectorize: auto`` decides; on CUDA: one process);
+  (on CPU: one single-threaded worker process per core, each training its share of the members as one wide
+  network, stacked with vmap or in a loop, as ``vectorize: auto`` decides; on CUDA: one process);
 - ``sequential``: the same N members one after another in one process with all cores as torch threads
   (``vectorize: never``, ``workers=1``);
 - ``processes``: N one-member jobs, as many single-threaded processes as cores taking them in turn (what a
@@ -99,6 +99,9 @@ def timed_train(spec: dict, data: Path, work: Path, threads: int, workers: int |
 def _grid_init() -> None:
     import torch
 
+    from lossatlas.entry import tune_allocator
+
+    tune_allocator()  # as every pipeline job does (lossatlas.entry.setup)
     torch.set_num_threads(1)
 
 
@@ -166,8 +169,10 @@ def spread(a: list[float], b: list[float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
+    from lossatlas.entry import tune_allocator
     from lossatlas.training import resolve_device
 
+    tune_allocator()  # the in-process modes run as a pipeline job would (lossatlas.entry.setup)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--members", type=int, default=32)

@@ -109,6 +109,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lossatlas.io import atomic_path, read_json
+from lossatlas.wide import from_wide_output, member_view, to_wide, unsupported_layers, widen
 
 log = logging.getLogger("lossatlas.training")
 
@@ -364,8 +365,6 @@ def has_convolution(model: nn.Module) -> bool:
 def choose_stacking(mode: str, model: nn.Module, members: int, device: torch.device) -> str:
     """How a block's members train: ``"wide"`` (one wide network, ``lossatlas.wide``), ``"vmap"`` (stacked with
     ``torch.func``) or ``"loop"`` (one after another); see the module docstring for the ``auto`` rule."""
-    from lossatlas.wide import unsupported_layers
-
     if mode not in ("auto", "always", "never"):
         raise ValueError(f"vectorize must be auto | always | never, got {mode!r}")
     if mode == "never" or members < 2:
@@ -571,13 +570,12 @@ class WideGroup:
     """Members trained as one wide network (``lossatlas.wide``): grouped convolutions and batched matmuls."""
 
     def __init__(self, models: list[nn.Module], seeds: Sequence[int], input_shape: Sequence[int]):
-        from lossatlas import wide
-
         self.size = len(models)
-        self.image = wide.uses_image_layout(input_shape, models[0])
+        # image inputs of a convolutional net travel in the image layout; everything else starts flat
+        self.image = len(input_shape) == 3 and has_convolution(models[0])
         first = next(models[0].parameters())
         self.masks = MemberMasks(models[0], seeds, first.device, first.dtype)
-        self.model = wide.widen(models)
+        self.model = widen(models)
         if self.image:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.dropouts = use_member_dropout(self.model)
@@ -585,8 +583,6 @@ class WideGroup:
         self.tensors = self.model.state_dict(keep_vars=True)  # the wide parameters and buffers themselves
         if list(self.tensors) != list(self.shapes):
             raise RuntimeError(f"wide model keys {list(self.tensors)} differ from the member's {list(self.shapes)}")
-        self._to_wide, self._from_wide = wide.to_wide, wide.from_wide_output
-        self._member_view = wide.member_view
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.model.parameters())
@@ -594,20 +590,20 @@ class WideGroup:
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         masks = self.masks.draw(tuple(xb.shape[1:])) if self.model.training else {}
         for name, m in self.dropouts.items():
-            m.mask = self._to_wide(masks[name], self.image) if masks else None
-        return self._from_wide(self.model(self._to_wide(xb, self.image)))
+            m.mask = to_wide(masks[name], self.image) if masks else None
+        return from_wide_output(self.model(to_wide(xb, self.image)))
 
     def train(self) -> None:
         self.model.train()
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {k: self._member_view(t.detach(), self.size, self.shapes[k]).contiguous()
+        return {k: member_view(t.detach(), self.size, self.shapes[k]).contiguous()
                 for k, t in self.tensors.items()}
 
     def load_state(self, stacked: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for k, v in stacked.items():
-                self._member_view(self.tensors[k], self.size, self.shapes[k]).copy_(v)
+                member_view(self.tensors[k], self.size, self.shapes[k]).copy_(v)
 
 
 class H5Writer:

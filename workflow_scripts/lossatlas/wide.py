@@ -37,25 +37,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from lossatlas.models import BasicBlock, Bottleneck
+
 # Layers without parameters that act per channel (image layout) or per element: kept as they are.
 PASSTHROUGH = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                nn.ZeroPad2d)
-
-
-def _containers() -> tuple[type[nn.Module], ...]:
-    from lossatlas.models import BasicBlock, Bottleneck
-
-    return (nn.Sequential, BasicBlock, Bottleneck)
+# Containers whose forward only calls their layers, F.relu and +: the same forward works on wide layers.
+CONTAINERS = (nn.Sequential, BasicBlock, Bottleneck)
 
 
 def unsupported_layers(model: nn.Module) -> list[str]:
     """Names (``type`` at ``path``) of the modules of ``model`` that ``widen`` cannot turn into a wide layer."""
     from lossatlas.training import MemberDropout
 
-    containers = _containers()
     bad = []
     for name, m in model.named_modules():
-        if isinstance(m, (*containers, *PASSTHROUGH, nn.Flatten, nn.Dropout, MemberDropout)):
+        if isinstance(m, (*CONTAINERS, *PASSTHROUGH, nn.Flatten, nn.Dropout, MemberDropout)):
             if isinstance(m, nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
                 bad.append(f"{type(m).__name__} at {name!r} (start_dim/end_dim other than 1/-1)")
             continue
@@ -178,11 +175,6 @@ def widen(models: Sequence[nn.Module]) -> nn.Module:
 def member_view(tensor: torch.Tensor, members: int, shape: Sequence[int]) -> torch.Tensor:
     """A wide tensor as (G, *member shape): every wide tensor holds member g's block at index g of dim 0."""
     return tensor.view(members, *shape)
-
-
-def uses_image_layout(input_shape: Sequence[int], model: nn.Module) -> bool:
-    """Image inputs of a convolutional net travel in the image layout; everything else starts flat."""
-    return len(input_shape) == 3 and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def to_wide(x: torch.Tensor, image: bool) -> torch.Tensor:

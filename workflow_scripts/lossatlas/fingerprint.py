@@ -1,0 +1,122 @@
+"""Code fingerprints: the `code` param of every rule, derived from what its job actually runs.
+
+A job runs its entry script (workflow_scripts/<name>.py) and every lossatlas module that script imports,
+followed transitively, function-local imports included. The fingerprint hashes each of those files from its
+syntax tree with docstrings removed: editing code or a module constant changes it (and Snakemake reruns the
+job, whose params changed), editing a comment or a docstring does not. Nothing is listed by hand, so nothing
+can go stale; the price is coarseness (an edit anywhere in a module reruns every job that imports it).
+
+Training is the deliberate exception (GPU-days): the train rule carries no fingerprint, and a rule whose
+output feeds training (the learning-rate probe) is fingerprinted without the code the train job runs
+(``exclude_code_of``), so training-code edits retrain nothing unless forced (``--forcerun train``).
+
+Stdlib only: the Snakefile calls this at parse time, which happens again inside every cluster job.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "lossatlas"
+LIBRARY = Path(__file__).resolve().parent
+ENTRY_SCRIPTS = LIBRARY.parent
+
+
+def module_file(name: str) -> Path | None:
+    """The file of module ``name`` (``lossatlas.a.b``) in this package, or None when there is none."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = LIBRARY.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_of(path: Path) -> str:
+    """Dotted package that contains ``path`` (for relative imports); entry scripts are outside the package."""
+    try:
+        rel = path.resolve().relative_to(LIBRARY)
+    except ValueError:
+        return ""
+    return ".".join([PACKAGE, *rel.parent.parts])
+
+
+def _with_parents(name: str) -> list[str]:
+    """``lossatlas.a.b`` imports ``lossatlas``, ``lossatlas.a`` and ``lossatlas.a.b``."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@cache
+def imported_modules(path: Path) -> frozenset[str]:
+    """Package modules that the file at ``path`` imports anywhere in its body (existing files only)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = _package_of(path).split(".")
+                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            # `from lossatlas.figures import universality` imports a module, not a name
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return frozenset(m for name in names if name.split(".")[0] == PACKAGE for m in _with_parents(name)
+                     if module_file(m) is not None)
+
+
+def code_closure(script: str | Path) -> list[Path]:
+    """The entry script and every package file it reaches through imports, sorted."""
+    start = Path(script) if Path(script).is_absolute() else ENTRY_SCRIPTS / script
+    if not start.is_file():
+        raise FileNotFoundError(f"code_fingerprint: no entry script {start}")
+    seen, todo = {start.resolve()}, [start.resolve()]
+    while todo:
+        for name in imported_modules(todo.pop()):
+            path = module_file(name).resolve()
+            if path not in seen:
+                seen.add(path)
+                todo.append(path)
+    return sorted(seen)
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@cache
+def code_hash(path: Path) -> str:
+    """Hash of one Python file's code: its syntax tree without docstrings (comments never reach the tree)."""
+    tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
+def code_fingerprint(script: str, exclude_code_of: str | None = None) -> str:
+    """Fingerprint of the code a job runs: ``script`` (a file in workflow_scripts/) and its package imports.
+
+    ``exclude_code_of`` names another entry script whose code is left out (the train job's, for the rules that
+    feed training: see the module docstring).
+    """
+    files = code_closure(script)
+    if exclude_code_of is not None:
+        excluded = set(code_closure(exclude_code_of))
+        files = [f for f in files if f not in excluded]
+    digest = hashlib.sha256()
+    for path in files:
+        rel = path.relative_to(ENTRY_SCRIPTS).as_posix()
+        digest.update(f"{rel}\0{code_hash(path)}\n".encode())
+    return digest.hexdigest()[:16]

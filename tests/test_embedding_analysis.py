@@ -31,6 +31,11 @@ def _defaults(figure: str) -> dict:
     return config["studies"]["embedding"][figure]
 
 
+def _inputs(directory, figure: str, experiment_arrays) -> dict:
+    """What rule embedding_figure passes: the figure's arrays and its experiment's summary."""
+    return {"data": str(directory / f"{figure}.npz"), "summary": str(experiment_arrays.with_suffix(".json"))}
+
+
 def test_cluster_critical_points_by_hand():
     losses = np.array([1.0, 1.01, 0.5, 1.0])
     outputs = np.array([[0.0, 1.0], [0.0, 1.02], [0.0, 1.0], [1.0, 1.0]])
@@ -46,10 +51,10 @@ def test_agreement_matrix_by_hand():
     assert np.trace(m) / m.sum() == pytest.approx(0.75)
 
 
-def test_schema_defaults_keep_fig3b_its_own():
-    assert _defaults("fig3b")["dataset"] == "emb_iris"
-    assert _defaults("fig3b")["activation"] == "sigmoid"
-    assert _defaults("fig3a")["activation"] == "tanh"
+def test_schema_defaults_keep_fig03b_its_own():
+    assert _defaults("fig03b")["dataset"] == "emb_iris"
+    assert _defaults("fig03b")["activation"] == "sigmoid"
+    assert _defaults("fig03a")["activation"] == "tanh"
 
 
 def test_fig03_spectra_and_figure(tmp_path):
@@ -57,8 +62,8 @@ def test_fig03_spectra_and_figure(tmp_path):
     data = tmp_path / "fit1d.h5"
     spec = yaml.safe_load(open(REPO_ROOT / "config.yaml"))["datasets"]["emb_fit1d_dense"]
     build_source_dataset("emb_fit1d_dense", spec, str(data))
-    out = tmp_path / "fig3a.npz"
-    summary = analysis.fig03_hessian_spectra(_defaults("fig3a"), str(data), str(out))
+    out = tmp_path / "fig03a.npz"
+    summary = analysis.run_experiment("fig03a", _defaults("fig03a"), str(data), str(out))
     levels = summary["levels"]
     assert [v["width"] for v in levels] == [2, 3, 4]
     assert summary["critical_point"]["grad_norm"] < 1e-12
@@ -66,17 +71,20 @@ def test_fig03_spectra_and_figure(tmp_path):
     assert levels[0]["n_negative"] == 0  # a strict minimum at width 2
     assert all(v["max_output_change"] < 1e-14 for v in levels)
     assert json.loads(out.with_suffix(".json").read_text())["levels"][2]["n_zero"] == 2
+    analysis.analyse({"fig03a": str(out)}, tmp_path, ["fig03a_hessian_spectrum_1d"])
+    spectrum = np.load(tmp_path / "fig03a_hessian_spectrum_1d.npz")["eigenvalues_w4"]
+    assert np.all(np.diff(np.abs(spectrum)) <= 0)  # ordered by |lambda|, largest first
     png = tmp_path / "fig03a.png"
-    figures.draw("fig03a_hessian_spectrum_1d", str(out), str(png))
+    figures.draw("fig03a_hessian_spectrum_1d", _inputs(tmp_path, "fig03a_hessian_spectrum_1d", out), str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fig05_reduction_on_digits(tmp_path):
     data = tmp_path / "digits.h5"
     build_source_dataset("emb_digits", {"source": "digits", "n_train": 1000, "flatten": True}, str(data))
-    cfg = {**_defaults("fig5"), "width": 30, "epochs": 500, "reduced_epochs": 100}
-    out = tmp_path / "fig5.npz"
-    summary = analysis.fig05_condensation(cfg, str(data), str(out))
+    cfg = {**_defaults("fig05"), "width": 30, "epochs": 500, "reduced_epochs": 100}
+    out = tmp_path / "fig05.npz"
+    summary = analysis.run_experiment("fig05", cfg, str(data), str(out))
     assert summary["n_test"] == 797
     assert 1 <= summary["n_groups"] <= 30 - summary["n_neglected"]
     arrays = np.load(out)
@@ -84,6 +92,12 @@ def test_fig05_reduction_on_digits(tmp_path):
     assert arrays["similarity"].shape == (30 - summary["n_neglected"],) * 2
     # the reduced net starts at (nearly) the blue dot's loss: the groups are condensed
     assert abs(summary["loss_reduced_at_start"] - summary["blue_point"]["loss"]) < 0.01 * summary["blue_point"]["loss"]
-    for name in ("fig05a_loss", "fig05b_similarity", "fig05c_reduced_loss", "fig05d_agreement"):
-        figures.draw(name, str(out), str(tmp_path / f"{name}.png"))
+    panels = ["fig05a_loss", "fig05b_similarity", "fig05c_reduced_loss", "fig05d_agreement"]
+    analysis.analyse({"fig05": str(out)}, tmp_path, panels)
+    frequency = np.load(tmp_path / "fig05d_agreement.npz")["frequency"]
+    assert frequency.sum() == pytest.approx(1.0) and np.trace(frequency) == pytest.approx(summary["agreement_rate"])
+    edges = np.load(tmp_path / "fig05b_similarity.npz")["group_edges"]
+    assert len(edges) == summary["n_groups"] - 1
+    for name in panels:
+        figures.draw(name, _inputs(tmp_path, name, out), str(tmp_path / f"{name}.png"))
         assert (tmp_path / f"{name}.png").stat().st_size > 1000

@@ -1,13 +1,18 @@
-"""Experiments of the embedding principle paper (embedding_principle.txt §3.2, App. B; FIGURES.md §5).
+"""Experiments and analysis of the embedding principle paper (embedding_principle.txt §3.2, App. B; FIGURES.md §5).
 
-Each function runs one figure's whole experiment (small full-batch float64 problems, lossatlas.embedding) and
-writes ``<out>.npz`` (arrays the figure draws) and ``<out>.json`` (the numbers: eigenvalue counts, thresholds,
-how each empirical critical point was located, group counts, agreement rate). Settings come from
-``studies.embedding.<figure>`` (schemas/studies/embedding.schema.yaml documents every key).
+Experiments (rule embedding_experiment, one job each, keyed like the config: fig01, fig03a, fig03b, fig04, fig05):
+each ``figNN_<what>_experiment`` trains small full-batch float64 nets (lossatlas.embedding) and writes
+``<experiment>.npz`` (raw arrays) and ``<experiment>.json`` (the numbers the claims read: eigenvalue counts,
+thresholds, how each empirical critical point was located, group counts, agreement rate). Settings come from
+``studies.embedding.<experiment>`` (schemas/studies/embedding.schema.yaml documents every key).
+
+Analysis (rule embedding_analysis, one job): ``analyse`` writes ``<figure>.npz`` for every figure file, the
+arrays that figure draws, made by the ``<figure>_data`` function of ``FIGURE_DATA``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -89,7 +94,7 @@ def _hidden_widths(net: emb.FCN) -> list[int]:
 # ------------------------------------------------------------------------------------------- Fig 1
 
 
-def fig01_stagnation(cfg: dict, dataset_path: str, out_path: str) -> dict:
+def fig01_stagnation_experiment(cfg: dict, dataset_path: str, out_path: str) -> dict:
     """Fig 1: a wide tanh net with small initialisation stagnates at a critical point embedded from a narrow net.
 
     (a) loss of the wide net under full-batch GD with the stagnation located as in ``_stagnation_point``;
@@ -134,7 +139,7 @@ def fig01_stagnation(cfg: dict, dataset_path: str, out_path: str) -> dict:
 # ------------------------------------------------------------------------------------------- Fig 3
 
 
-def fig03_hessian_spectra(cfg: dict, dataset_path: str, out_path: str) -> dict:
+def fig03_hessian_spectra_experiment(cfg: dict, dataset_path: str, out_path: str) -> dict:
     """Figs 3a/3b: Hessian spectrum at an empirical critical point of a narrow net and after 1- and 2-step
     embeddings (Def. 5 with the configured (neuron, delta) per step; Lemma 2: one more zero eigenvalue per step).
 
@@ -205,7 +210,7 @@ def cluster_critical_points(losses: np.ndarray, outputs: np.ndarray, grad_norms:
     return clusters
 
 
-def fig04_critical_point_diagram(cfg: dict, dataset_path: str, out_path: str) -> dict:
+def fig04_critical_points_experiment(cfg: dict, dataset_path: str, out_path: str) -> dict:
     """Fig 4: empirical diagram of the critical points of the widest net (App. B).
 
     For each width, ``trials`` nets (stacked) are trained by full-batch GD; every snapshot whose gradient norm
@@ -294,7 +299,7 @@ def agreement_matrix(pred_a: np.ndarray, pred_b: np.ndarray, num_classes: int) -
     return matrix
 
 
-def fig05_condensation(cfg: dict, dataset_path: str, out_path: str) -> dict:
+def fig05_condensation_experiment(cfg: dict, dataset_path: str, out_path: str) -> dict:
     """Fig 5: condensed neurons at a stagnation of a wide two-layer ReLU net reduce to a narrow net (§3.2).
 
     (a) loss under full-batch Adam from a small init, blue dot located as in ``_stagnation_point``;
@@ -354,18 +359,93 @@ def fig05_condensation(cfg: dict, dataset_path: str, out_path: str) -> dict:
     return summary
 
 
-EXPERIMENTS = ("fig01_stagnation", "fig03_hessian_spectra", "fig04_critical_point_diagram", "fig05_condensation")
+# Experiment (the study config's key) -> the function that runs it.
+EXPERIMENTS = {"fig01": fig01_stagnation_experiment, "fig03a": fig03_hessian_spectra_experiment,
+               "fig03b": fig03_hessian_spectra_experiment, "fig04": fig04_critical_points_experiment,
+               "fig05": fig05_condensation_experiment}
 
 
-def run_experiment(function: str, cfg: dict, dataset_path: str, out_path: str, threads: int = 1) -> dict:
-    """Entry point of rule embedding_analysis: run the named experiment function with ``threads`` BLAS threads.
+def run_experiment(experiment: str, cfg: dict, dataset_path: str, out_path: str, threads: int = 1) -> dict:
+    """Entry point of rule embedding_experiment: run ``experiment`` with ``threads`` BLAS threads.
 
     The limit is applied here because numpy's BLAS reads OMP_NUM_THREADS only when it is first imported; small
     matrices on a busy machine run several times slower with more threads.
     """
     from threadpoolctl import threadpool_limits
 
-    if function not in EXPERIMENTS:
-        raise ValueError(f"unknown embedding experiment '{function}' (one of {EXPERIMENTS})")
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown embedding experiment '{experiment}' (one of {', '.join(EXPERIMENTS)})")
     with threadpool_limits(limits=threads):
-        return globals()[function](cfg, dataset_path, out_path)
+        return EXPERIMENTS[experiment](cfg, dataset_path, out_path)
+
+
+# ------------------------------------------------------------------------------ analysis: figure arrays
+
+
+def fig01_stagnation_data(arrays: dict, summary: dict) -> dict:
+    """Fig 1: the wide net's loss, the data, and on the grid its output at the blue dot and at the last epoch
+    next to the minimum of the narrow width closest to it."""
+    width = summary["closest_narrow_width"]
+    return {**{k: arrays[k] for k in ("loss", "x", "y", "grid", "blue_output", "final_output")},
+            "closest_narrow_output": arrays[f"narrow_output_w{width}"]}
+
+
+def hessian_spectra_data(arrays: dict, summary: dict) -> dict:
+    """Figs 3a/3b: each level's Hessian eigenvalues ordered by |lambda|, largest first."""
+    out = {}
+    for level in summary["levels"]:
+        lam = arrays[f"eigenvalues_w{level['width']}"]
+        out[f"eigenvalues_w{level['width']}"] = lam[np.argsort(-np.abs(lam))]
+    return out
+
+
+def fig04_critical_point_diagram_data(arrays: dict, summary: dict) -> dict:
+    """Fig 4: the data and the output function of every critical point on the grid."""
+    keys = ["x", "y", "grid"] + [f"output_{row['index']}" for row in summary["critical_points"]]
+    return {k: arrays[k] for k in keys}
+
+
+def fig05a_loss_data(arrays: dict, summary: dict) -> dict:
+    return {"loss": arrays["loss"]}
+
+
+def fig05b_similarity_data(arrays: dict, summary: dict) -> dict:
+    """Fig 5b: the grouped similarity matrix and the positions of the lines between groups."""
+    return {"similarity": arrays["similarity"], "group_edges": np.cumsum(arrays["group_sizes"])[:-1] - 0.5}
+
+
+def fig05c_reduced_loss_data(arrays: dict, summary: dict) -> dict:
+    return {"reduced_loss": arrays["reduced_loss"]}
+
+
+def fig05d_agreement_data(arrays: dict, summary: dict) -> dict:
+    """Fig 5d: the agreement matrix as frequencies of the prediction pairs."""
+    matrix = arrays["agreement"]
+    return {"frequency": matrix / matrix.sum()}
+
+
+# Figure file stem -> (the experiment it is drawn from, the function making its arrays).
+FIGURE_DATA = {
+    "fig01_stagnation": ("fig01", fig01_stagnation_data),
+    "fig03a_hessian_spectrum_1d": ("fig03a", hessian_spectra_data),
+    "fig03b_hessian_spectrum_iris": ("fig03b", hessian_spectra_data),
+    "fig04_critical_point_diagram": ("fig04", fig04_critical_point_diagram_data),
+    "fig05a_loss": ("fig05", fig05a_loss_data),
+    "fig05b_similarity": ("fig05", fig05b_similarity_data),
+    "fig05c_reduced_loss": ("fig05", fig05c_reduced_loss_data),
+    "fig05d_agreement": ("fig05", fig05d_agreement_data),
+}
+
+
+def analyse(experiment_arrays: dict[str, str], out_dir: str | Path, figures: list[str] | None = None) -> None:
+    """Write ``<out_dir>/<figure>.npz`` for each of ``figures`` (default: every figure of ``FIGURE_DATA``) from
+    its experiment's outputs (``experiment_arrays``: experiment -> its .npz; the .json summary lies beside it)."""
+    out_dir = Path(out_dir)
+    for figure in figures if figures is not None else FIGURE_DATA:
+        experiment, make = FIGURE_DATA[figure]
+        path = Path(experiment_arrays[experiment])
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        summary = json.loads(path.with_suffix(".json").read_text())
+        with atomic_path(out_dir / f"{figure}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **make(arrays, summary))

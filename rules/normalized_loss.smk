@@ -1,19 +1,21 @@
-# Rules of the normalized_loss study (figures are appended to FIGURES).
+# Rules of the normalized_loss study (figures are registered with register_figure).
 # Liao et al., A Surprising Linear Relationship Predicts Test Performance in Deep Networks: one post-processing
 # job per experiment (snapshot selection, BN absorption, layerwise normalisation, losses; imports torch), one
-# fit table, one job per figure. Post-processing reads checkpoints.h5 only (it measures the training loss of
-# every checkpoint itself, in float64), so this study needs no evaluate jobs. Library: lossatlas/analysis/normalized_loss.py, lossatlas/figures/normalized_loss.py.
+# analysis job (fits, correlations, max logits, loss differences, ψ overlays), one figure rule (one file per job).
+# Post-processing reads checkpoints.h5 only (it measures the training loss of every checkpoint itself, in
+# float64), so this study needs no evaluate jobs.
+# Library: lossatlas/analysis/normalized_loss.py, lossatlas/figures/normalized_loss.py.
+from lossatlas.fingerprint import code_fingerprint
 
 NL = study_config("normalized_loss")
 NL_DIR = "results/analysis/normalized_loss"
 NL_FIGS = "results/figures/normalized_loss"
-NL_LIB = f"{LIB}/analysis/normalized_loss.py"
-NL_FIG_LIB = f"{LIB}/figures/normalized_loss.py"
 
-# Figure (function in lossatlas/figures/normalized_loss.py = file name) -> the experiment whose points it draws.
 # Post-processing reads checkpoints.h5 itself (float64 losses of every checkpoint): no evaluate jobs.
 STUDIES_WITHOUT_EVALUATION.add("normalized_loss")
 
+# Figure file stem (= drawing function) -> the experiment whose points it draws;
+# = lossatlas.figures.normalized_loss.FIGURES (tests/test_paper_shape.py keeps them equal).
 NL_FIGURES = {
     "fig01_corruption_vs_generalization": "bn_corruption",
     "fig02_init_std_vs_generalization": "bn_init",
@@ -37,14 +39,23 @@ NL_FIGURES = {
     "fig20_max_logit_unnormalized": "conv3_wide_init",
 }
 
+# The analysis job's tables (lossatlas.analysis.normalized_loss.analyse), by the role name figures read them by.
+NL_ANALYSIS = {
+    "fits": f"{NL_DIR}/fits.csv",
+    "correlations": f"{NL_DIR}/correlations.csv",
+    "max_logits": f"{NL_DIR}/max_logits.csv",
+    "max_logit_values": f"{NL_DIR}/max_logit_values.npz",
+    "loss_differences": f"{NL_DIR}/loss_differences.json",
+    "psi_overlay": f"{NL_DIR}/psi_overlay.csv",
+}
+
 
 if study_enabled("normalized_loss"):
     nl_check_config()
     NL_EXPERIMENTS = sorted(NL.get("experiments", {}))
     NL_ACTIVE_FIGURES = [f for f, exp in NL_FIGURES.items() if exp in NL_EXPERIMENTS]
-    FIGURES.extend(f"{NL_FIGS}/{f}.png" for f in NL_ACTIVE_FIGURES)
 
-    rule nl_postprocess:
+    rule normalized_loss_postprocess:
         input:
             unpack(nl_post_inputs),
         output:
@@ -53,7 +64,7 @@ if study_enabled("normalized_loss"):
         params:
             runs=nl_post_runs,
             settings=nl_settings,
-            code=source_hash(NL_LIB),
+            code=code_fingerprint("normalized_loss_postprocess.py"),
         log:
             f"results/logs/normalized_loss/postprocess_{{experiment}}.log",
         wildcard_constraints:
@@ -67,53 +78,38 @@ if study_enabled("normalized_loss"):
         script:
             "../workflow_scripts/normalized_loss_postprocess.py"
 
-    # Figs 19/20 statistics come from the experiment of the max-logit histograms, when it is configured.
-    NL_HIST = "conv3_wide_init"
-
-    rule nl_fits:
+    rule normalized_loss_analysis:
         input:
             points=[nl_points(e) for e in NL_EXPERIMENTS],
-            max_logits=[f"{NL_DIR}/{NL_HIST}/max_logits.h5"] if NL_HIST in NL_EXPERIMENTS else [],
+            max_logits=[f"{NL_DIR}/{e}/max_logits.h5" for e in NL_EXPERIMENTS],
         output:
-            fits=f"{NL_DIR}/fits.csv",
-            correlations=f"{NL_DIR}/correlations.csv",
-            max_logits=f"{NL_DIR}/max_logits.csv",
-            loss_differences=f"{NL_DIR}/loss_differences.json",
+            **NL_ANALYSIS,
         params:
             experiments=NL_EXPERIMENTS,
-            histogram_points=lambda wc, input: nl_points_among(input.points, NL_HIST),
-            # App. F loss differences: the Fig 3 points (conv3_corruption), when configured
-            fig03_points=lambda wc, input: nl_points_among(input.points, "conv3_corruption"),
-            code=source_hash(NL_LIB),
+            code=code_fingerprint("normalized_loss_analysis.py"),
         log:
-            "results/logs/normalized_loss/fits.log",
+            "results/logs/normalized_loss/analysis.log",
         resources:
             mem_mb=2000,
             runtime=10,
         conda:
             "../envs/lossatlas.yaml"
         script:
-            "../workflow_scripts/normalized_loss_fits.py"
+            "../workflow_scripts/normalized_loss_analysis.py"
 
-    # Editing a figure function reruns that figure; editing a shared drawing helper reruns them all.
-    NL_FIG_HELPERS_HASH = "".join(
-        source_hash(NL_FIG_LIB, f)
-        for f in ("_save", "_points", "_fit_row", "_fit_text", "_scatter", "_fit_panel", "_sweep_panels",
-                  "_four_panels", "_two_fits", "_max_logit_hist")
-    )
-
-    rule nl_figure:
+    rule normalized_loss_figure:
         input:
-            unpack(nl_figure_inputs),
+            points=lambda wc: nl_points(NL_FIGURES[wc.figure]),
+            **NL_ANALYSIS,
         output:
-            figure_report(f"{NL_FIGS}/{{name}}.png"),
+            figure_report(f"{NL_FIGS}/{{figure}}.png"),
         params:
             caption=lambda wc, output: figure_caption(output),
-            code=lambda wc: source_hash(NL_FIG_LIB, wc.name) + NL_FIG_HELPERS_HASH,
+            code=code_fingerprint("normalized_loss_figure.py"),
         log:
-            f"results/logs/normalized_loss/{{name}}.log",
+            f"results/logs/normalized_loss/{{figure}}.log",
         wildcard_constraints:
-            name=_alternation(NL_ACTIVE_FIGURES),
+            figure=_alternation(NL_ACTIVE_FIGURES),
         resources:
             mem_mb=2000,
             runtime=10,
@@ -121,3 +117,6 @@ if study_enabled("normalized_loss"):
             "../envs/lossatlas.yaml"
         script:
             "../workflow_scripts/normalized_loss_figure.py"
+
+    for name in NL_ACTIVE_FIGURES:
+        register_figure(f"{NL_FIGS}/{name}.png", runs=nl_experiment_runs(NL_FIGURES[name]))

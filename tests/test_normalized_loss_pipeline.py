@@ -69,23 +69,31 @@ def test_postprocess_fit_table_and_figures(tiny_runs, tmp_path):
 
     experiments = ["bn_corruption", "bn_init", "bn_corruption_many_classes", "bn_init_many_classes",
                    "conv3_corruption", "conv3_natural", "conv3_stop", "conv3_wide_init"]
-    fits, corr = tmp_path / "fits.csv", tmp_path / "corr.csv"
-    nl.fit_table({e: str(points) for e in experiments}, fits, corr)
-    table = pd.read_csv(fits)
+    out = {role: str(tmp_path / name) for role, name in (
+        ("fits", "fits.csv"), ("correlations", "corr.csv"), ("max_logits", "ml.csv"),
+        ("max_logit_values", "ml.npz"), ("loss_differences", "diff.json"), ("psi_overlay", "psi.csv"))}
+    nl.analyse({e: str(points) for e in experiments}, {e: str(logits) for e in experiments}, out)
+    table = pd.read_csv(out["fits"])
     assert len(table) == len(nl.FIGURE_FITS)
     row = table[(table["figure"] == "fig03") & (table["panel"] == "left (normalised)")].iloc[0]
     nat = pts[pts["kind"] == "natural"]
     ref = nl.ols_fit(nat["train_ce_fro"], nat["test_ce_fro"])
     assert row["slope"] == pytest.approx(ref["slope"], rel=1e-5) and row["n"] == 2
-    nl.max_logit_table(points, logits, tmp_path / "ml.csv")
-    ml = pd.read_csv(tmp_path / "ml.csv").set_index("which")
+    ml = pd.read_csv(out["max_logits"]).set_index("which")
     # f = ∏ρ · f̃ exactly, so the max logits (and their means) differ by the product of norms (App. F).
     assert ml.loc["unnormalised", "mean"] / ml.loc["normalised", "mean"] == pytest.approx(
         ml.loc["normalised", "product_fro"], rel=1e-6)
-    inputs = {"points": str(points), "fits": str(fits), "correlations": str(corr), "max_logits": str(logits)}
-    names = [n for n in dir(figs) if n.startswith("fig")]
-    assert len(names) == 20
-    for name in names:
-        out = tmp_path / f"{name}.png"
-        getattr(figs, name)(inputs, str(out))
-        assert out.stat().st_size > 10_000, name
+    values = np.load(out["max_logit_values"])
+    assert values["normalised"].mean() == pytest.approx(ml.loc["normalised", "mean"], rel=1e-6)
+    # the ψ overlay runs from the points' smallest normalised CE to their largest, between those points' errors
+    psi = pd.read_csv(out["psi_overlay"])
+    psi = psi[psi["experiment"] == "bn_corruption"]
+    lo, hi = pts["train_ce_fro"].idxmin(), pts["train_ce_fro"].idxmax()
+    assert psi["x"].iloc[0] == pytest.approx(pts.loc[lo, "train_ce_fro"])
+    assert psi["y"].iloc[-1] == pytest.approx(pts.loc[hi, "test_err_fro"])
+    inputs = {"points": str(points), **out}
+    assert len(figs.FIGURES) == 20
+    for name in figs.FIGURES:
+        png = tmp_path / f"{name}.png"
+        figs.draw(name, inputs, str(png))
+        assert png.stat().st_size > 10_000, name

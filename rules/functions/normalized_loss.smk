@@ -62,19 +62,3 @@ def nl_settings(wc):
 
 def nl_points(name):
     return f"{NL_DIR}/{name}/points.csv"
-
-
-
-def nl_figure_inputs(wc):
-    experiment = NL_FIGURES[wc.name]
-    inputs = {"points": nl_points(experiment), "fits": f"{NL_DIR}/fits.csv",
-              "correlations": f"{NL_DIR}/correlations.csv"}
-    if wc.name.startswith(("fig19", "fig20")):
-        inputs["max_logits"] = f"{NL_DIR}/{experiment}/max_logits.h5"
-    return inputs
-
-
-def nl_points_among(points, experiment):
-    """The points table of ``experiment`` among a job's inputs, or None when that experiment is not configured."""
-    wanted = nl_points(experiment)
-    return next((str(p) for p in points if str(p) == wanted), None)

@@ -13,9 +13,11 @@ Pipeline of this paper:
    layerwise under each configured norm (``normalise_layerwise``), and measure unnormalised / normalised CE
    and error on train and test, the product of layer norms, and the max logits (Figs 19, 20). Output:
    ``points.csv`` (one row per member) and ``max_logits.h5``.
-3. ``fit_table`` (one job): the OLS fits of every figure (``FIGURE_FITS``), with R², adjusted R², both RMSEs
-   and the (ln K, ln K) check, next to the paper's numbers; and the rank/linear correlations the figures
-   without fit statistics claim (``FIGURE_CORRELATIONS``).
+3. ``analyse`` (one job, rule normalized_loss_analysis): the OLS fits of every figure (``fit_table``,
+   ``FIGURE_FITS``), with R², adjusted R², both RMSEs and the (ln K, ln K) check, next to the paper's numbers;
+   the rank/linear correlations the figures without fit statistics claim (``FIGURE_CORRELATIONS``); the max
+   logits of Figs 19/20 (``max_logit_table``); the App. F loss differences; and the ψ curve each experiment's
+   four-panel figure overlays (``psi_overlay_table``).
 
 Choices where the paper is silent (also in FIGURES.md §3.3):
 - Bias handling in the normalisation. The paper's nets have "no biases apart from the input layer where the
@@ -49,6 +51,10 @@ SPLITS = ("train", "test")
 
 # The experiments (names fixed; the study config says which runs each holds) and the figures drawn from each
 # are listed in rules/normalized_loss.smk (NL_FIGURES), which must not import this module.
+# Figs 19/20 show the max logits of one network of this experiment (``histogram_point``).
+HISTOGRAM_EXPERIMENT = "conv3_wide_init"
+# App. F's loss differences are measured on the Fig 3 points.
+LOSS_DIFFERENCES_EXPERIMENT = "conv3_corruption"
 
 def _fit(figure: str, panel: str, experiment: str, x: str, y: str, points: str,
          paper: tuple[float, float, float, float, float] | None = None) -> dict[str, Any]:
@@ -627,8 +633,8 @@ def min_pairwise_difference(values: Sequence[float]) -> float:
     return float(np.min(np.diff(v))) if v.size >= 2 else math.nan
 
 
-def loss_differences(points_path: str | Path | None, out_json: str | Path, experiment: str = "conv3_corruption",
-                     which: str = "natural") -> None:
+def loss_differences(points_path: str | Path | None, out_json: str | Path,
+                     experiment: str = LOSS_DIFFERENCES_EXPERIMENT, which: str = "natural") -> None:
     """App. F: "the differences between loss values [are] far from machine precision ~10^-7.5", as numbers:
     the smallest pairwise difference of the normalised (Frobenius) train and test CE over the Fig 3 points
     (``experiment``, natural-label runs, as the Fig 3 fit), next to float32 / float64 machine epsilon.
@@ -652,19 +658,22 @@ def loss_differences(points_path: str | Path | None, out_json: str | Path, exper
 
 
 def max_logit_table(points_path: str | Path | None, max_logits_path: str | Path | None,
-                    out_csv: str | Path) -> None:
+                    out_csv: str | Path, out_values: str | Path | None = None) -> None:
     """Figs 19, 20 as numbers: mean, std, min, max of the max logit max_k f_k(x) over the training set, for the
     unnormalised and the Frobenius-normalised net of ``histogram_point`` (App. F: mean 0.026683, std 0.007144
     normalised; 60.564373, 16.214078 unnormalised), with that net's product of norms (the ratio of the two
-    means for a homogeneous net). Without an experiment for the histograms (None), the table has no rows."""
+    means for a homogeneous net). ``out_values`` (.npz) gets the two arrays themselves, the histograms' data.
+    Without an experiment for the histograms (None), the table has no rows and the arrays are empty."""
     import h5py
     import pandas as pd
 
     columns = ["which", "mean", "std", "min", "max", "n", "experiment", "recipe", "arch", "seed", "label",
                "product_fro"]
+    values = {"normalised": np.zeros(0), "unnormalised": np.zeros(0)}
     if points_path is None or max_logits_path is None:
         with atomic_path(out_csv) as tmp:
             pd.DataFrame(columns=columns).to_csv(tmp, index=False)
+        _write_arrays(out_values, values)
         return
     pts = pd.read_csv(points_path, dtype={"label": str})
     index = histogram_point(pts)
@@ -672,11 +681,47 @@ def max_logit_table(points_path: str | Path | None, max_logits_path: str | Path 
     rows = []
     with h5py.File(max_logits_path, "r") as f:
         for which in ("normalised", "unnormalised"):
-            v = f[f"point{index}/{which}"][:]
+            v = values[which] = f[f"point{index}/{which}"][:]
             rows.append(dict(which=which, mean=float(v.mean()), std=float(v.std()), min=float(v.min()),
                              max=float(v.max()), n=len(v), experiment=r["experiment"], recipe=r["recipe"],
                              arch=r["arch"], seed=int(r["seed"]), label=r["label"],
                              product_fro=float(r["product_fro"])))
     with atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.8g")
+    _write_arrays(out_values, values)
 
+
+def _write_arrays(path: str | Path | None, arrays: dict) -> None:
+    if path is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def psi_overlay_table(points_paths: dict[str, str], out_csv: str | Path) -> None:
+    """The ψ curve of ``psi_overlay`` over each experiment's (normalised CE, normalised error) points, all of them
+    (the RL points give the chance-error end): rows (experiment, x, y); none for an experiment whose normalised
+    training losses do not vary."""
+    import pandas as pd
+
+    frames = []
+    for experiment, path in points_paths.items():
+        pts = pd.read_csv(path)
+        if len(pts) >= 2 and np.ptp(pts["train_ce_fro"]) > 0:
+            xs, ys = psi_overlay(pts["train_ce_fro"].to_numpy(), pts["test_err_fro"].to_numpy())
+            frames.append(pd.DataFrame({"experiment": experiment, "x": xs, "y": ys}))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment", "x", "y"])
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def analyse(points_paths: dict[str, str], max_logits_paths: dict[str, str], out: dict[str, str]) -> None:
+    """The study's one analysis job: every table the figures and claims read, from the experiments' points.csv
+    and max_logits.h5 (``points_paths``, ``max_logits_paths``: experiment -> file; experiments not configured are
+    absent). ``out`` maps fits, correlations, max_logits, max_logit_values, loss_differences, psi_overlay to
+    their files."""
+    fit_table(points_paths, out["fits"], out["correlations"])
+    max_logit_table(points_paths.get(HISTOGRAM_EXPERIMENT), max_logits_paths.get(HISTOGRAM_EXPERIMENT),
+                    out["max_logits"], out["max_logit_values"])
+    loss_differences(points_paths.get(LOSS_DIFFERENCES_EXPERIMENT), out["loss_differences"],
+                     LOSS_DIFFERENCES_EXPERIMENT)
+    psi_overlay_table(points_paths, out["psi_overlay"])

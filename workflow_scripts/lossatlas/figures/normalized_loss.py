@@ -1,36 +1,26 @@
 """Figures 1-20 of Liao et al., *A Surprising Linear Relationship Predicts Test Performance in Deep Networks*
-(papers/normalized_loss_linear.txt), drawn from the study's analysis outputs only: each experiment's
-``points.csv`` and ``max_logits.h5`` and the fit table ``fits.csv`` (lossatlas/analysis/normalized_loss.py).
+(papers/normalized_loss_linear.txt), drawn from the study's analysis outputs only (results/analysis/
+normalized_loss/, lossatlas/analysis/normalized_loss.py): the figure's experiment's ``points.csv``, the fit table
+``fits.csv``, ``correlations.csv``, ``psi_overlay.csv``, and for Figs 19/20 ``max_logits.csv`` and
+``max_logit_values.npz``.
 
-Every function is ``figNN_<what>(inputs, out_path)``; ``inputs`` maps role names (``points``, ``fits``,
-``max_logits``) to files. Point labels follow the paper: the corruption fraction q of the pretraining labels,
-the init standard deviation σ, "0" for natural runs without random pretraining, "RL" for random-label runs.
+Every function is ``figNN_<what>(inputs, output)``; ``inputs`` maps those role names (``points``, ``fits``, …)
+to files. Point labels follow the paper: the corruption fraction q of the pretraining labels, the init standard
+deviation σ, "0" for natural runs without random pretraining, "RL" for random-label runs.
 """
 
 from __future__ import annotations
 
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from lossatlas.figures.common import dispatch, save
 
-from lossatlas.analysis import normalized_loss as an  # noqa: E402
-from lossatlas.io import atomic_path  # noqa: E402
-
-DPI = 110
 PAPER = "Liao et al."
 NATURAL, RL, FIT = "#1f77b4", "#d62728", "#2ca02c"
-
-
-def _save(fig, out_path: str) -> None:
-    fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
 
 
 def _points(inputs: dict) -> pd.DataFrame:
@@ -98,7 +88,7 @@ def _fit_panel(ax, pts: pd.DataFrame, row: pd.Series, title: str, xlabel: str, y
     ax.legend(fontsize=6.5, loc="lower right")
 
 
-def _sweep_panels(pts: pd.DataFrame, x: str, xlabel: str, figure: str, what: str, out_path: str) -> None:
+def _sweep_panels(pts: pd.DataFrame, x: str, xlabel: str, figure: str, what: str, output: str) -> None:
     """Figs 1, 2, 9, 10: training loss (≈ equal by snapshot selection), test loss and test error vs the sweep."""
     nat = pts[pts["kind"] == "natural"].sort_values(x)
     xs = nat[x] * (100 if x == "q" else 1)
@@ -115,10 +105,10 @@ def _sweep_panels(pts: pd.DataFrame, x: str, xlabel: str, figure: str, what: str
     errs = ", ".join(f"{v:.3g}" for v in sorted(set(np.round(nat["train_err"], 4))))
     fig.suptitle(f"{PAPER} {figure}: {what} (snapshot closest to the reference training loss; "
                  f"training error(s): {errs})", fontsize=9)
-    _save(fig, out_path)
+    save(fig, output)
 
 
-def _four_panels(pts: pd.DataFrame, inputs: dict, figure: str, what: str, out_path: str) -> None:
+def _four_panels(pts: pd.DataFrame, inputs: dict, figure: str, what: str, output: str) -> None:
     """Figs 4, 5, 11, 12: unnormalised loss, product of L2 norms, normalised loss, error vs normalised loss."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     _fit_panel(axes[0, 0], pts, _fit_row(inputs, figure, "top-left (unnormalised)"),
@@ -135,9 +125,10 @@ def _four_panels(pts: pd.DataFrame, inputs: dict, figure: str, what: str, out_pa
                "normalised training loss (CE)", "normalised test loss (CE)", show_all=True)
     ax = axes[1, 1]
     _scatter(ax, pts, "train_ce_fro", "test_err_fro")
-    if len(pts) >= 2 and np.ptp(pts["train_ce_fro"]) > 0:  # over all points: RL gives the chance-error end
-        xs, ys = an.psi_overlay(pts["train_ce_fro"].to_numpy(), pts["test_err_fro"].to_numpy())
-        ax.plot(xs, ys, color="purple", lw=1, ls="--", label="ψ(x) = 1 − √(1 − x²), rescaled to the points")
+    psi = pd.read_csv(inputs["psi_overlay"])
+    psi = psi[psi["experiment"] == pts["experiment"].iloc[0]]
+    if len(psi):  # over all points: RL gives the chance-error end
+        ax.plot(psi["x"], psi["y"], color="purple", lw=1, ls="--", label="ψ(x) = 1 − √(1 − x²), rescaled to the points")
     same = bool(np.all(pts["test_err_fro"] == pts["test_err"]))
     ax.set_title(f"bottom-right: test error vs normalised training loss\n(error unchanged by normalisation: "
                  f"{same})", fontsize=9)
@@ -145,17 +136,17 @@ def _four_panels(pts: pd.DataFrame, inputs: dict, figure: str, what: str, out_pa
     ax.set_ylabel("test error")
     ax.legend(fontsize=6.5)
     fig.suptitle(f"{PAPER} {_name(figure)}: {what}", fontsize=10)
-    _save(fig, out_path)
+    save(fig, output)
 
 
 def _two_fits(inputs: dict, figure: str, panels: list[tuple[str, str, str, str]], what: str,
-              out_path: str) -> None:
+              output: str) -> None:
     pts = _points(inputs)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
     for ax, (panel, title, xlabel, ylabel) in zip(axes[0], panels, strict=True):
         _fit_panel(ax, pts, _fit_row(inputs, figure, panel), title, xlabel, ylabel)
     fig.suptitle(f"{PAPER} {_name(figure)}: {what}", fontsize=10)
-    _save(fig, out_path)
+    save(fig, output)
 
 
 def _name(figure: str) -> str:
@@ -170,79 +161,79 @@ RAW_X, RAW_Y = "training loss (CE), unnormalised", "test loss (CE), unnormalised
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def fig01_corruption_vs_generalization(inputs: dict, out_path: str) -> None:
+def fig01_corruption_vs_generalization(inputs, output: str) -> None:
     """Fig 1: BN net, pretraining on labels corrupted at q, snapshot at the reference training loss."""
     _sweep_panels(_points(inputs), "q", "labels corrupted in pretraining (%)", "Fig 1",
-                  "random pretraining vs generalisation (BN net, BN absorbed)", out_path)
+                  "random pretraining vs generalisation (BN net, BN absorbed)", output)
 
 
-def fig02_init_std_vs_generalization(inputs: dict, out_path: str) -> None:
+def fig02_init_std_vs_generalization(inputs, output: str) -> None:
     """Fig 2: BN net, Gaussian initialisation with standard deviation σ."""
     _sweep_panels(_points(inputs), "sigma", "init standard deviation σ", "Fig 2",
-                  "init standard deviation vs generalisation (BN net)", out_path)
+                  "init standard deviation vs generalisation (BN net)", output)
 
 
-def fig03_normalized_vs_unnormalized(inputs: dict, out_path: str) -> None:
+def fig03_normalized_vs_unnormalized(inputs, output: str) -> None:
     """Fig 3: 3-layer net (bias in layer 1 only), q sweep; left normalised, right unnormalised test vs train CE."""
     _two_fits(inputs, "fig03", [("left (normalised)", "left: Frobenius-normalised", NORM_X, NORM_Y),
                                 ("right (unnormalised)", "right: unnormalised", RAW_X, RAW_Y)],
-              "test vs training loss, 3-layer net, labels = corruption q", out_path)
+              "test vs training loss, 3-layer net, labels = corruption q", output)
 
 
-def fig04_corruption_four_panels(inputs: dict, out_path: str) -> None:
+def fig04_corruption_four_panels(inputs, output: str) -> None:
     """Fig 4: BN net, random pretraining: the four panels."""
     _four_panels(_points(inputs), inputs, "fig04", "random pretraining, BN net (labels = q; RL = random labels)",
-                 out_path)
+                 output)
 
 
-def fig05_init_four_panels(inputs: dict, out_path: str) -> None:
+def fig05_init_four_panels(inputs, output: str) -> None:
     """Fig 5: BN net, init σ sweep plus the RL point: the four panels."""
     _four_panels(_points(inputs), inputs, "fig05", "init standard deviation σ, BN net (labels = σ; RL = random "
-                 "labels)", out_path)
+                 "labels)", output)
 
 
-def fig06_natural_and_random_labels(inputs: dict, out_path: str) -> None:
+def fig06_natural_and_random_labels(inputs, output: str) -> None:
     """Fig 6: natural (0) and random-label (RL) runs; left unnormalised, right normalised, fit on both."""
     _two_fits(inputs, "fig06", [("left (unnormalised)", "left: unnormalised", RAW_X, RAW_Y),
                                 ("right (normalised, 0 and RL)", "right: Frobenius-normalised", NORM_X, NORM_Y)],
-              "natural (0) and random-label (RL) networks", out_path)
+              "natural (0) and random-label (RL) networks", output)
 
 
-def fig07_wide_net_init(inputs: dict, out_path: str) -> None:
+def fig07_wide_net_init(inputs, output: str) -> None:
     """Fig 7: the wider 3-layer net (G.1.2 stand-in), init σ sweep, normalised test vs train CE."""
     _two_fits(inputs, "fig07", [("normalised", "Frobenius-normalised, labels = init σ", NORM_X, NORM_Y)],
-              "wider 3-layer net (MNIST stand-in)", out_path)
+              "wider 3-layer net (MNIST stand-in)", output)
 
 
-def fig08_wide_net_init_random_labels(inputs: dict, out_path: str) -> None:
+def fig08_wide_net_init_random_labels(inputs, output: str) -> None:
     """Fig 8: as Fig 7 plus random-label points."""
     _two_fits(inputs, "fig08", [("normalised, with RL", "Frobenius-normalised, σ labels and RL", NORM_X,
-                                 NORM_Y)], "wider 3-layer net with random-label points", out_path)
+                                 NORM_Y)], "wider 3-layer net with random-label points", output)
 
 
-def fig09_corruption_many_classes(inputs: dict, out_path: str) -> None:
+def fig09_corruption_many_classes(inputs, output: str) -> None:
     """Fig 9: Fig 1 on the many-class data set (CIFAR-100 stand-in)."""
     _sweep_panels(_points(inputs), "q", "labels corrupted in pretraining (%)", "Fig 9",
-                  "as Fig 1, many classes", out_path)
+                  "as Fig 1, many classes", output)
 
 
-def fig10_init_std_many_classes(inputs: dict, out_path: str) -> None:
+def fig10_init_std_many_classes(inputs, output: str) -> None:
     """Fig 10: Fig 2 on the many-class data set."""
     _sweep_panels(_points(inputs), "sigma", "init standard deviation σ", "Fig 10", "as Fig 2, many classes",
-                  out_path)
+                  output)
 
 
-def fig11_corruption_four_panels_many_classes(inputs: dict, out_path: str) -> None:
+def fig11_corruption_four_panels_many_classes(inputs, output: str) -> None:
     """Fig 11: Fig 4 on the many-class data set."""
-    _four_panels(_points(inputs), inputs, "fig11", "as Fig 4, many classes", out_path)
+    _four_panels(_points(inputs), inputs, "fig11", "as Fig 4, many classes", output)
 
 
-def fig12_init_four_panels_many_classes(inputs: dict, out_path: str) -> None:
+def fig12_init_four_panels_many_classes(inputs, output: str) -> None:
     """Fig 12: Fig 5 on the many-class data set."""
-    _four_panels(_points(inputs), inputs, "fig12", "as Fig 5, many classes", out_path)
+    _four_panels(_points(inputs), inputs, "fig12", "as Fig 5, many classes", output)
 
 
-def fig13_l1_normalization(inputs: dict, out_path: str) -> None:
+def fig13_l1_normalization(inputs, output: str) -> None:
     """Fig 13: networks of Fig 3 normalised layerwise by the L1 norm divided by 100: test loss and error."""
     pts = _points(inputs)
     fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4))
@@ -253,10 +244,10 @@ def fig13_l1_normalization(inputs: dict, out_path: str) -> None:
     axes[1].set_xlabel("normalised training loss (CE)")
     axes[1].set_ylabel("test error")
     fig.suptitle(f"{PAPER} Fig 13: layerwise L1 normalisation (‖W‖₁ / 100), labels = corruption q", fontsize=10)
-    _save(fig, out_path)
+    save(fig, output)
 
 
-def fig14_stopped_at_equal_loss(inputs: dict, out_path: str) -> None:
+def fig14_stopped_at_equal_loss(inputs, output: str) -> None:
     """Fig 14: runs stopped at (about) the same training loss; normalised test loss and test error."""
     pts = _points(inputs)
     fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4))
@@ -270,31 +261,31 @@ def fig14_stopped_at_equal_loss(inputs: dict, out_path: str) -> None:
     elo, ehi = pts["epoch_train_loss"].min(), pts["epoch_train_loss"].max()
     fig.suptitle(f"{PAPER} Fig 14: stopped at equal training loss (epoch-mean loss at the stop {elo:.4g}–{ehi:.4g}; "
                  f"snapshot train CE {lo:.4g}–{hi:.4g}), labels = corruption q", fontsize=9)
-    _save(fig, out_path)
+    save(fig, output)
 
 
-def fig15_natural_only(inputs: dict, out_path: str) -> None:
+def fig15_natural_only(inputs, output: str) -> None:
     """Fig 15: natural runs only (no random pretraining); left normalised, right unnormalised."""
     pts = _points(inputs)
     lo, hi = pts.loc[pts["kind"] == "natural", "train_ce"].agg(["min", "max"])
     _two_fits(inputs, "fig15", [("left (normalised)", "left: Frobenius-normalised", NORM_X, NORM_Y),
                                 ("right (unnormalised)", "right: unnormalised", RAW_X, RAW_Y)],
-              f"natural runs only (train CE {lo:.3g}–{hi:.3g})", out_path)
+              f"natural runs only (train CE {lo:.3g}–{hi:.3g})", output)
 
 
-def fig16_natural_and_random_labels_fit(inputs: dict, out_path: str) -> None:
+def fig16_natural_and_random_labels_fit(inputs, output: str) -> None:
     """Fig 16: normalised test vs train CE of natural (0) and random-label (1 = RL) networks, fit on both."""
     _two_fits(inputs, "fig16", [("normalised, 0 and RL", "Frobenius-normalised", NORM_X, NORM_Y)],
-              "natural (0) and random-label (RL) networks", out_path)
+              "natural (0) and random-label (RL) networks", output)
 
 
-def fig17_corruption_and_random_labels_fit(inputs: dict, out_path: str) -> None:
+def fig17_corruption_and_random_labels_fit(inputs, output: str) -> None:
     """Fig 17: normalised test vs train CE of the randomly pretrained networks plus random-label networks."""
     _two_fits(inputs, "fig17", [("normalised, corruption and RL", "Frobenius-normalised", NORM_X, NORM_Y)],
-              "random pretraining (labels = q) and random-label (RL) networks", out_path)
+              "random pretraining (labels = q) and random-label (RL) networks", output)
 
 
-def fig18_product_norm_vs_test_error(inputs: dict, out_path: str) -> None:
+def fig18_product_norm_vs_test_error(inputs, output: str) -> None:
     """Fig 18: test error vs the product of layer Frobenius norms, runs stopped at equal training loss."""
     pts = _points(inputs)
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
@@ -310,18 +301,17 @@ def fig18_product_norm_vs_test_error(inputs: dict, out_path: str) -> None:
     ax.set_title(f"{PAPER} Fig 18: capacity (product norm) vs test error\n(stopped at equal training loss, "
                  "labels = corruption q)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
-    _save(fig, out_path)
+    save(fig, output)
 
 
 def _max_logit_hist(inputs: dict, which: str, figure: str, paper_mean: float, paper_std: float,
-                    out_path: str) -> None:
-    import h5py
-
-    pts = _points(inputs)
-    index = an.histogram_point(pts)
-    with h5py.File(inputs["max_logits"], "r") as f:
-        values = f[f"point{index}/{which}"][:]
-    r = pts.iloc[index]
+                    output: str) -> None:
+    with np.load(inputs["max_logit_values"]) as data:
+        values = data[which]
+    table = pd.read_csv(inputs["max_logits"], dtype={"label": str})
+    if table.empty:
+        raise ValueError(f"{inputs['max_logits']}: no network for the max-logit histograms")
+    r = table.iloc[0]
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.hist(values, bins=50, color=NATURAL if which == "normalised" else RL)
     ax.set_xlabel(f"max_k f_k(x) of the {which} network")
@@ -329,15 +319,44 @@ def _max_logit_hist(inputs: dict, which: str, figure: str, paper_mean: float, pa
     ax.set_title(f"{PAPER} {figure}: max logit of the {which} network over the training set\n"
                  f"mean {values.mean():.6g}, std {values.std():.6g} (paper: {paper_mean:g}, {paper_std:g})\n"
                  f"net: {r['arch']}, init σ label {r['label']}, seed {r['seed']}", fontsize=8)
-    _save(fig, out_path)
+    save(fig, output)
 
 
-def fig19_max_logit_normalized(inputs: dict, out_path: str) -> None:
+def fig19_max_logit_normalized(inputs, output: str) -> None:
     """Fig 19: histogram of the most likely class's output of the layerwise-normalised net (training set)."""
-    _max_logit_hist(inputs, "normalised", "Fig 19", 0.026683, 0.007144, out_path)
+    _max_logit_hist(inputs, "normalised", "Fig 19", 0.026683, 0.007144, output)
 
 
-def fig20_max_logit_unnormalized(inputs: dict, out_path: str) -> None:
+def fig20_max_logit_unnormalized(inputs, output: str) -> None:
     """Fig 20: the same for the unnormalised net."""
-    _max_logit_hist(inputs, "unnormalised", "Fig 20", 60.564373, 16.214078, out_path)
+    _max_logit_hist(inputs, "unnormalised", "Fig 20", 60.564373, 16.214078, output)
 
+
+
+FIGURES = {
+    "fig01_corruption_vs_generalization": fig01_corruption_vs_generalization,
+    "fig02_init_std_vs_generalization": fig02_init_std_vs_generalization,
+    "fig03_normalized_vs_unnormalized": fig03_normalized_vs_unnormalized,
+    "fig04_corruption_four_panels": fig04_corruption_four_panels,
+    "fig05_init_four_panels": fig05_init_four_panels,
+    "fig06_natural_and_random_labels": fig06_natural_and_random_labels,
+    "fig07_wide_net_init": fig07_wide_net_init,
+    "fig08_wide_net_init_random_labels": fig08_wide_net_init_random_labels,
+    "fig09_corruption_many_classes": fig09_corruption_many_classes,
+    "fig10_init_std_many_classes": fig10_init_std_many_classes,
+    "fig11_corruption_four_panels_many_classes": fig11_corruption_four_panels_many_classes,
+    "fig12_init_four_panels_many_classes": fig12_init_four_panels_many_classes,
+    "fig13_l1_normalization": fig13_l1_normalization,
+    "fig14_stopped_at_equal_loss": fig14_stopped_at_equal_loss,
+    "fig15_natural_only": fig15_natural_only,
+    "fig16_natural_and_random_labels_fit": fig16_natural_and_random_labels_fit,
+    "fig17_corruption_and_random_labels_fit": fig17_corruption_and_random_labels_fit,
+    "fig18_product_norm_vs_test_error": fig18_product_norm_vs_test_error,
+    "fig19_max_logit_normalized": fig19_max_logit_normalized,
+    "fig20_max_logit_unnormalized": fig20_max_logit_unnormalized,
+}
+
+
+def draw(name: str, inputs, output: str) -> None:
+    """Entry point of rule normalized_loss_figure: draw the figure file ``name``."""
+    dispatch(FIGURES, "normalized_loss", name, inputs, output)

@@ -1,40 +1,46 @@
-# Rules of the universality study (figures are appended to FIGURES).
+# Rules of the universality study (figures are registered with register_figure).
 # universality_patterns.txt: the learning-rate rule of §4 (rule lr_probe, one job per configuration, read by
 # rule train for optimizers with `lr: probe`), one analysis job (curves of every run, the overlap tables, the
-# isotonic fits, the headline numbers, Table 1) and one job per figure.
+# isotonic fits, the panels and the curves each draws, the headline numbers, Table 1) and one figure rule
+# (one file per job).
 # Library: lossatlas/analysis/universality.py and lossatlas/figures/universality.py.
+from lossatlas.fingerprint import code_fingerprint
 
 UNI = study_config("universality")
 UNI_DIR = "results/analysis/universality"
 UNI_FIGS = "results/figures/universality"
-UNI_LIB = f"{LIB}/analysis/universality.py"
-UNI_FIG_LIB = f"{LIB}/figures/universality.py"
-# = lossatlas.analysis.universality.ANALYSIS_FILES (not imported here: the Snakefile stays free of numpy)
-UNI_ANALYSIS_FILES = ["curves.csv", "overlap_curves.csv", "overlap.csv", "fits.csv", "panels.json",
-                      "headline.json", "datasets.csv"]
-# One terminal target per paper figure; the file stem is the drawing function's name.
-UNI_FIGURES = [
-    "table01_datasets",
-    "fig01_train_loss_vs_error",
-    "fig02_test_loss_vs_error",
-    "fig03_pairs_across_optimizers",
-    "fig04_pairs_across_losses",
-    "fig05_deep_vs_shallow",
-    "fig06_train_loss_vs_error_imagenet20",
-    "fig07_widths",
-    "fig08_test_loss_vs_error_imagenet20",
-    "fig09_all_pairs",
-    "fig10_all_pairs_imagenet20",
-    "fig11_all_pairs_seeds",
-    "fig12_all_pairs_seeds_imagenet20",
-    "fig13_pairs_across_optimizers_imagenet20",
-    "fig14_pairs_across_losses_imagenet20",
-    "fig15_pairs_across_random_pixels",
-    "fig16_pairs_across_random_labels",
-]
-# Shared drawing helpers: editing one reruns every figure, editing a figure's own function reruns only it.
-UNI_FIG_HELPERS = ["_load", "_save", "_suptitle", "_sort_key", "_colors", "_group_label", "_fit_line", "_curve_D",
-                   "_group_summary", "_axis_limit", "_curve_figure", "_pairs_figure"]
+# The analysis job's tables (lossatlas.analysis.universality.analyse), by the role name figures read them by.
+UNI_ANALYSIS = {
+    "curves": f"{UNI_DIR}/curves.csv",
+    "overlap_curves": f"{UNI_DIR}/overlap_curves.csv",
+    "overlap": f"{UNI_DIR}/overlap.csv",
+    "fits": f"{UNI_DIR}/fits.csv",
+    "panels": f"{UNI_DIR}/panels.json",
+    "panel_curves": f"{UNI_DIR}/panel_curves.csv",
+    "headline": f"{UNI_DIR}/headline.json",
+    "datasets": f"{UNI_DIR}/datasets.csv",
+}
+# Figure file stem (= drawing function) -> the dataset roles its panels draw (None: every dataset), for the
+# audit's per-figure runs; = lossatlas.figures.universality.FIGURES (tests/test_paper_shape.py keeps them equal).
+UNI_FIGURES = {
+    "table01_datasets": None,
+    "fig01_train_loss_vs_error": ("cifar10",),
+    "fig02_test_loss_vs_error": ("cifar10",),
+    "fig03_pairs_across_optimizers": ("cifar10",),
+    "fig04_pairs_across_losses": ("cifar10",),
+    "fig05_deep_vs_shallow": ("cifar10",),
+    "fig06_train_loss_vs_error_imagenet20": ("imagenet20",),
+    "fig07_widths": ("cifar10",),
+    "fig08_test_loss_vs_error_imagenet20": ("imagenet20",),
+    "fig09_all_pairs": ("cifar10",),
+    "fig10_all_pairs_imagenet20": ("imagenet20",),
+    "fig11_all_pairs_seeds": ("cifar10",),
+    "fig12_all_pairs_seeds_imagenet20": ("imagenet20",),
+    "fig13_pairs_across_optimizers_imagenet20": ("imagenet20",),
+    "fig14_pairs_across_losses_imagenet20": ("imagenet20",),
+    "fig15_pairs_across_random_pixels": ("cifar10", "random_pixels"),
+    "fig16_pairs_across_random_labels": ("cifar10", "random_labels"),
+}
 # The probe does not depend on these run settings (nor on the seeds), so changing them does not re-probe.
 UNI_PROBE_IGNORES = ("seeds", "epochs", "checkpoints", "eval", "stop_at_train_loss")
 
@@ -54,7 +60,8 @@ rule lr_probe:
     params:
         spec=_lr_probe_spec,
         probe=_lr_probe_settings,
-        code=source_hash(UNI_LIB, "lr_probe") + source_hash(UNI_LIB, "choose_learning_rate"),
+        # its output feeds training, whose code edits deliberately retrain (and so re-probe) nothing
+        code=code_fingerprint("universality_lr_probe.py", exclude_code_of="train.py"),
     log:
         "results/logs/lr_probe/{study}/{recipe}/{dataset}/{arch}/{optimizer}/{loss}.log",
     threads: config["threads"]
@@ -77,7 +84,7 @@ if study_enabled("universality"):
             metrics=[r.metrics for r in _uni_runs()],
             datasets=[dataset_h5(n) for n in _uni_datasets()],
         output:
-            [f"{UNI_DIR}/{name}" for name in UNI_ANALYSIS_FILES],
+            **UNI_ANALYSIS,
         params:
             runs=[{"recipe": r.recipe, "dataset": r.dataset, "arch": r.arch, "optimizer": r.optimizer,
                    "loss": r.loss} for r in _uni_runs()],
@@ -86,8 +93,7 @@ if study_enabled("universality"):
             pair_metrics=UNI["pair_metrics"],
             informative_range=UNI["informative_range"],
             widths=_uni_widths(),
-            out_dir=lambda wc, output: str(Path(output[0]).parent),
-            code=source_hash(UNI_LIB),
+            code=code_fingerprint("universality_analysis.py"),
         log:
             "results/logs/universality/analysis.log",
         resources:
@@ -100,19 +106,16 @@ if study_enabled("universality"):
 
     rule universality_figure:
         input:
-            [f"{UNI_DIR}/{name}" for name in UNI_ANALYSIS_FILES],
+            **UNI_ANALYSIS,
         output:
             figure_report(f"{UNI_FIGS}/{{figure}}.png"),
         params:
             caption=lambda wc, output: figure_caption(output),
-            function=lambda wc: wc.figure,
-            analysis_dir=lambda wc, input: str(Path(input[0]).parent),
-            code=lambda wc: source_hash(UNI_FIG_LIB, wc.figure)
-            + "".join(source_hash(UNI_FIG_LIB, h) for h in UNI_FIG_HELPERS),
+            code=code_fingerprint("universality_figure.py"),
         log:
             "results/logs/universality/figures/{figure}.log",
         wildcard_constraints:
-            figure=_alternation(UNI_FIGURES),
+            figure=_alternation(list(UNI_FIGURES)),
         resources:
             mem_mb=2000,
             runtime=10,
@@ -121,4 +124,5 @@ if study_enabled("universality"):
         script:
             "../workflow_scripts/universality_figure.py"
 
-    FIGURES.extend(f"{UNI_FIGS}/{name}.png" for name in UNI_FIGURES)
+    for name in UNI_FIGURES:
+        register_figure(f"{UNI_FIGS}/{name}.png", runs=_uni_figure_runs(name))

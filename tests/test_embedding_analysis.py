@@ -101,3 +101,8 @@ def test_fig05_reduction_on_digits(tmp_path):
     for name in panels:
         figures.draw(name, _inputs(tmp_path, name, out), str(tmp_path / f"{name}.png"))
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_analysis_writes_arrays_for_every_figure():
+    assert list(analysis.FIGURE_DATA) == list(figures.FIGURES)
+    assert {experiment for experiment, _ in analysis.FIGURE_DATA.values()} == set(analysis.EXPERIMENTS)

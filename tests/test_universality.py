@@ -17,6 +17,9 @@ from lossatlas.analysis import universality as uni
 ROLES = {"cifar10": "digits", "imagenet20": "synth20", "random_labels": "digits_rl", "random_pixels": "digits_rp",
          "sgd": "sgd", "sgdm": "sgdm", "shallow": ["fc1"], "width_recipe": "widths"}
 PAIR_METRICS = ["ce", "mse", "err01", "lp_inf"]
+ANALYSIS_FILES = {"curves": "curves.csv", "overlap_curves": "overlap_curves.csv", "overlap": "overlap.csv",
+                  "fits": "fits.csv", "panels": "panels.json", "panel_curves": "panel_curves.csv",
+                  "headline": "headline.json", "datasets": "datasets.csv"}
 
 
 # ------------------------------------------------------------------------------------------ overlap measure
@@ -202,18 +205,16 @@ def analysed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uni")
     paths, runs = _fixture_runs(tmp)
     widths = {"w4": 4, "w16": 16}
-    result = uni.analyse(paths, runs, _dataset_files(tmp), ROLES, PAIR_METRICS, [0.05, 0.8], widths,
-                         str(tmp / "analysis"))
-    return tmp / "analysis", result
+    out = {role: str(tmp / "analysis" / name) for role, name in ANALYSIS_FILES.items()}
+    result = uni.analyse(paths, runs, _dataset_files(tmp), ROLES, PAIR_METRICS, [0.05, 0.8], widths, out)
+    return out, result
 
 
 def test_analysis_separates_what_the_paper_says_differs(analysed):
     out, head = analysed
-    for name in uni.ANALYSIS_FILES:
-        assert (out / name).exists(), name
     import pandas as pd
 
-    per_curve = pd.read_csv(out / uni.OVERLAP_CURVES_FILE)
+    per_curve = pd.read_csv(out["overlap_curves"])
     ref = per_curve[(per_curve["figure"] == "fig16") & (per_curve["comparison"] == "between")
                     & (per_curve["x"] == "ce") & (per_curve["y"] == "err01")]
     # D_rel = D / range of the fitted 0/1 error (0.9 * (ce / 2.3) ** 0.7 over ce in [0.069, 2.3])
@@ -280,7 +281,7 @@ def test_headline_has_the_monotonicity_of_the_train_curves(analysed):
 def test_table_one_reads_the_dataset_files(analysed):
     import pandas as pd
 
-    table = pd.read_csv(analysed[0] / uni.DATASETS_FILE)
+    table = pd.read_csv(analysed[0]["datasets"])
     row = table[table["dataset"] == "synth20"].iloc[0]
     assert row["paper_role"] == "IMAGENET-20" and row["classes"] == 20 and row["train_examples"] == 12
 
@@ -293,7 +294,7 @@ def test_figure_functions_draw_from_the_analysis(analysed, tmp_path, function):
     from lossatlas.figures import universality as figs
 
     out = tmp_path / f"{function}.png"
-    figs.draw(function, analysed[0], out)
+    figs.draw(function, analysed[0], str(out))
     with Image.open(out) as img:
         width, height = img.size
         pixels = np.asarray(img.convert("L"))
@@ -304,8 +305,8 @@ def test_figure_functions_draw_from_the_analysis(analysed, tmp_path, function):
 def test_unknown_figure_function_is_an_error(analysed, tmp_path):
     from lossatlas.figures import universality as figs
 
-    with pytest.raises(ValueError, match="no figure function"):
-        figs.draw("fig99_nothing", analysed[0], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="no figure named 'fig99_nothing'"):
+        figs.draw("fig99_nothing", analysed[0], str(tmp_path / "x.png"))
 
 
 def test_lr_probe_with_the_engine_on_digits(tmp_path):
@@ -328,23 +329,33 @@ def test_lr_probe_with_the_engine_on_digits(tmp_path):
     assert json.loads((tmp_path / "lr.json").read_text())["lr"] == 0.25
 
 
-def test_rules_list_every_figure_function_and_analysis_file():
-    """rules/universality.smk keeps its own lists (the Snakefile does not import numpy); they must match."""
-    import ast
-    from pathlib import Path
+def test_panel_curves_are_the_rows_each_panel_selects(analysed):
+    """panel_curves.csv lists, per panel, the rows of curves.csv the figures draw (as panel_curves selects)."""
+    import pandas as pd
 
+    out, _ = analysed
+    curves, members = pd.read_csv(out["curves"]), pd.read_csv(out["panel_curves"])
+    panels = uni.figure_panels(ROLES, PAIR_METRICS)
+    assert {(f, letter) for f, letter in zip(members["figure"], members["letter"], strict=True)} <= \
+        {(p.figure, p.letter) for p in panels}
+    for panel in panels:
+        rows = members[(members["figure"] == panel.figure) & (members["letter"] == panel.letter)]["row"]
+        expected = uni.panel_curves(curves, panel, ROLES["width_recipe"])
+        assert rows.tolist() == expected.index.tolist(), panel.key
+    fig05 = members[members["figure"] == "fig05"]["row"]
+    assert "fc1" in set(curves.loc[fig05, "arch"])  # FC1 is drawn in Fig 5 ...
+    fig01 = members[members["figure"] == "fig01"]["row"]
+    assert "fc1" not in set(curves.loc[fig01, "arch"])  # ... and nowhere else
+
+
+def test_panel_titles_name_the_single_loss_and_optimiser():
     from lossatlas.figures import universality as figs
 
-    rules = (Path(__file__).resolve().parents[1] / "rules" / "universality.smk").read_text()
-    lists = {}
-    for name in ("UNI_FIGURES", "UNI_ANALYSIS_FILES", "UNI_FIG_HELPERS"):
-        start = rules.index(f"{name} = [")
-        lists[name] = ast.literal_eval(rules[start + len(name) + 3: rules.index("]", start) + 1])
-    functions = {n for n in dir(figs) if n.startswith(("fig", "table")) and callable(getattr(figs, n))}
-    assert set(lists["UNI_FIGURES"]) == functions
-    assert lists["UNI_ANALYSIS_FILES"] == list(uni.ANALYSIS_FILES)
-    helpers = {n for n in dir(figs) if n.startswith("_") and not n.startswith("__") and callable(getattr(figs, n))}
-    assert set(lists["UNI_FIG_HELPERS"]) == helpers
+    titles = {p.key: figs.panel_title(p, ROLES) for p in uni.figure_panels(ROLES, PAIR_METRICS)}
+    assert titles["fig01a"] == "Trained L(l_MSE) using SGD"
+    assert titles["fig03b"] == "Trained L(l_CE)"  # across SGD and SGDm
+    assert titles["fig04a"] == "Trained using SGD"  # across both training losses
+    assert titles["fig07b"] == "Trained L(l_CE) using SGD"
 
 
 def test_paper_scale_config_is_the_grid_of_section_4():

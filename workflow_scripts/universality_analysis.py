@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.analysis.universality import analyse  # noqa: E402
-from lossatlas.entry import setup  # noqa: E402
+from lossatlas.analysis.universality import analyse
+from lossatlas.entry import setup
 
 setup(snakemake)
 analyse(
@@ -14,5 +10,5 @@ analyse(
     pair_metrics=snakemake.params.pair_metrics,
     informative_range=snakemake.params.informative_range,
     widths=snakemake.params.widths,
-    out_dir=snakemake.params.out_dir,
+    out=dict(snakemake.output.items()),
 )

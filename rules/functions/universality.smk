@@ -1,4 +1,5 @@
 # Functions of rules/universality.smk (kept apart from the rules, as `snakemake --lint` asks); included just before it.
+from lossatlas.config import apply_defaults
 
 
 def _check_pair_metrics():
@@ -27,14 +28,33 @@ def _lr_probe_spec(wc):
 
 
 def _lr_probe_settings(wc):
-    # the probe settings live in the universality study; other studies use its schema defaults
-    return {"epochs": 3, "seed": 0, "tolerance": 0.1,
-            **(study_config(wc.study).get("lr_probe") or UNI.get("lr_probe") or {})}
+    """The probe settings live in the universality study (validation fills in the schema's defaults); every
+    study probes with them, or with those defaults where the universality study is not configured."""
+    if "lr_probe" in UNI:
+        return UNI["lr_probe"]
+    defaults = {"studies": {"universality": {}}}
+    apply_defaults(defaults)
+    return defaults["studies"]["universality"]["lr_probe"]
 
 
 
 def _uni_runs():
     return runs_of("universality")
+
+
+
+def _uni_figure_runs(figure):
+    """The runs a figure draws (as lossatlas.analysis.universality.figure_panels selects them): those on its
+    datasets (UNI_FIGURES); the width sweep's recipe only in Fig 7; the FC1-role architectures only in Fig 5.
+    Table 1 describes every dataset of the study."""
+    roles = UNI_FIGURES[figure]
+    if roles is None:
+        return _uni_runs()
+    datasets = {UNI["roles"][role] for role in roles}
+    in_sweep, with_shallow = figure.startswith("fig07"), figure.startswith("fig05")
+    return [r for r in _uni_runs()
+            if r.dataset in datasets and (r.recipe == UNI["roles"]["width_recipe"]) == in_sweep
+            and (with_shallow or r.arch not in UNI["roles"]["shallow"])]
 
 
 

@@ -14,7 +14,8 @@ monotone, and f is the same for every architecture, optimiser and training loss.
   (no extrapolation) -- comparison "between". A curve that is the reference curve shifted by δ gets D = δ.
 
 Everything here reads metrics.h5 summaries (contract: lossatlas/evaluation.py) and writes plain tables under
-results/analysis/universality/; the figure functions (lossatlas/figures/universality.py) read only those.
+results/analysis/universality/ (``analyse``; the rule names the files): the figure functions
+(lossatlas/figures/universality.py) read only those, the panels' curves included (``panel_curves.csv``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,24 +35,6 @@ log = logging.getLogger(__name__)
 
 # Training loss name (recipe `losses:`) -> the metric of metrics.h5 that measures it.
 TRAINING_LOSS_METRIC = {"ce": "ce", "mse_softmax": "mse"}
-LOSS_LABEL = {"ce": "l_CE", "mse_softmax": "l_MSE"}
-METRIC_LABEL = {"ce": "L(l_CE)", "mse": "L(l_MSE)", "err01": "L(l_0/1)"}
-CURVES_FILE = "curves.csv"
-OVERLAP_CURVES_FILE = "overlap_curves.csv"
-OVERLAP_FILE = "overlap.csv"
-FITS_FILE = "fits.csv"
-PANELS_FILE = "panels.json"
-HEADLINE_FILE = "headline.json"
-DATASETS_FILE = "datasets.csv"
-ANALYSIS_FILES = (CURVES_FILE, OVERLAP_CURVES_FILE, OVERLAP_FILE, FITS_FILE, PANELS_FILE, HEADLINE_FILE,
-                  DATASETS_FILE)
-
-
-def metric_label(metric: str) -> str:
-    if metric.startswith("lp_"):
-        p = metric[3:]
-        return f"L(l_ℓ{'∞' if p == 'inf' else p})"
-    return METRIC_LABEL.get(metric, metric)
 
 
 # ------------------------------------------------------------------------------------- learning-rate rule
@@ -185,11 +167,11 @@ def truncate_at_minimum(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Panel:
-    """One panel of a paper figure: which curves, which loss pairs, how they are compared."""
+    """One panel of a paper figure: which curves, which loss pairs, how they are compared (its title is drawing:
+    lossatlas/figures/universality.py)."""
 
     figure: str
     letter: str
-    title: str
     split: str
     datasets: tuple[str, ...]
     optimizers: tuple[str, ...]
@@ -209,26 +191,6 @@ class Panel:
         return f"{self.figure}{self.letter}"
 
 
-FIGURE_TITLES = {
-    "fig01": "Fig 1: train 0/1 error vs train loss, {cifar10}, all architectures",
-    "fig02": "Fig 2: test 0/1 error vs test loss, {cifar10}, all architectures",
-    "fig03": "Fig 3: pairs of losses across SGD and SGDm, {cifar10}, all architectures",
-    "fig04": "Fig 4: pairs of losses across training losses l_MSE and l_CE, {cifar10}",
-    "fig05": "Fig 5: deep and shallow (FC1) architectures, {cifar10}, train",
-    "fig06": "Fig 6: train 0/1 error vs train loss, {imagenet20}, all architectures",
-    "fig07": "Fig 7: 1-hidden-layer MLPs of varying width, {cifar10}, SGD, train",
-    "fig08": "Fig 8: test 0/1 error vs test loss, {imagenet20}, all architectures",
-    "fig09": "Fig 9: all pairs of losses, {cifar10}, train, across architectures",
-    "fig10": "Fig 10: all pairs of losses, {imagenet20}, train, across architectures",
-    "fig11": "Fig 11: all pairs of losses, {cifar10}, 2 random initialisations",
-    "fig12": "Fig 12: all pairs of losses, {imagenet20}, 2 random initialisations",
-    "fig13": "Fig 13: all pairs of losses across SGD and SGDm, {imagenet20}",
-    "fig14": "Fig 14: all pairs of losses across training losses l_MSE and l_CE, {imagenet20}",
-    "fig15": "Fig 15: all pairs of losses across {cifar10} and {random_pixels} (random pixels)",
-    "fig16": "Fig 16: all pairs of losses across {cifar10} and {random_labels} (random labels)",
-}
-
-
 def figure_panels(roles: dict, pair_metrics: list[str]) -> list[Panel]:
     """Every panel of Figs 1-16 as the paper's captions describe them (FIGURES.md §1.1).
 
@@ -240,10 +202,6 @@ def figure_panels(roles: dict, pair_metrics: list[str]) -> list[Panel]:
     all_pairs = tuple(itertools.combinations(pair_metrics, 2))
     four = [("a", "mse_softmax", sgd), ("b", "ce", sgd), ("c", "mse_softmax", sgdm), ("d", "ce", sgdm)]
     four_15 = [("a", "mse_softmax", sgd), ("b", "mse_softmax", sgdm), ("c", "ce", sgd), ("d", "ce", sgdm)]
-    opt_name = {sgd: "SGD", sgdm: "SGDm"}
-
-    def title(loss: str, opt: str) -> str:
-        return f"Trained L({LOSS_LABEL[loss]}) using {opt_name[opt]}"
 
     def curve_pair(loss: str) -> tuple[tuple[str, str], ...]:
         return ((TRAINING_LOSS_METRIC[loss], "err01"),)
@@ -256,33 +214,33 @@ def figure_panels(roles: dict, pair_metrics: list[str]) -> list[Panel]:
                                             ("fig08", "imagenet20", "test", "deep", True)):
         for letter, loss, opt in four:
             shallow = archs == "deep_and_shallow"
-            panels.append(Panel(fig, letter, title(loss, opt), split, (roles[ds],), (opt,), (loss,), archs,
+            panels.append(Panel(fig, letter, split, (roles[ds],), (opt,), (loss,), archs,
                                 curve_pair(loss), color_by="arch",
                                 compare_by="arch_kind" if shallow else None,
                                 reference="deep" if shallow else None, truncate=truncate))
     for letter, loss in (("a", "mse_softmax"), ("b", "ce")):
-        panels.append(Panel("fig07", letter, f"Trained L({LOSS_LABEL[loss]}) using SGD", "train",
+        panels.append(Panel("fig07", letter, "train",
                             (roles["cifar10"],), (sgd,), (loss,), "widths", curve_pair(loss), color_by="width"))
     for fig, ds in (("fig03", "cifar10"), ("fig13", "imagenet20")):
         for letter, loss in (("a", "mse_softmax"), ("b", "ce")):
-            panels.append(Panel(fig, letter, f"Trained L({LOSS_LABEL[loss]})", "train", (roles[ds],),
+            panels.append(Panel(fig, letter, "train", (roles[ds],),
                                 (sgd, sgdm), (loss,), "deep", all_pairs, color_by="optimizer",
                                 compare_by="optimizer", reference=sgd, style_by="arch"))
     for fig, ds in (("fig04", "cifar10"), ("fig14", "imagenet20")):
         for letter, opt in (("a", sgd), ("b", sgdm)):
-            panels.append(Panel(fig, letter, f"Trained using {opt_name[opt]}", "train", (roles[ds],), (opt,),
+            panels.append(Panel(fig, letter, "train", (roles[ds],), (opt,),
                                 ("mse_softmax", "ce"), "deep", all_pairs, color_by="loss", compare_by="loss",
                                 reference="ce", style_by="arch"))
     for fig, ds, seeds in (("fig09", "cifar10", "first"), ("fig10", "imagenet20", "first"),
                            ("fig11", "cifar10", "all"), ("fig12", "imagenet20", "all")):
         for letter, loss, opt in four:
             by_seed = seeds == "all"
-            panels.append(Panel(fig, letter, title(loss, opt), "train", (roles[ds],), (opt,), (loss,), "deep",
+            panels.append(Panel(fig, letter, "train", (roles[ds],), (opt,), (loss,), "deep",
                                 all_pairs, color_by="arch", compare_by="seed" if by_seed else None,
                                 reference=None, seeds=seeds, style_by="seed" if by_seed else None))
     for fig, other in (("fig15", "random_pixels"), ("fig16", "random_labels")):
         for letter, loss, opt in four_15:
-            panels.append(Panel(fig, letter, title(loss, opt), "train", (roles["cifar10"], roles[other]), (opt,),
+            panels.append(Panel(fig, letter, "train", (roles["cifar10"], roles[other]), (opt,),
                                 (loss,), "deep", all_pairs, color_by="dataset", compare_by="dataset",
                                 reference=roles["cifar10"], style_by="arch"))
     return sorted(panels, key=lambda p: (p.figure, p.letter))
@@ -512,8 +470,10 @@ def dataset_table(dataset_paths: dict[str, str], roles: dict) -> pd.DataFrame:
 
 def analyse(metrics_paths: list[str], runs: list[dict], dataset_paths: dict[str, str], roles: dict,
             pair_metrics: list[str], informative_range: list[float], widths: dict[str, int | None],
-            out_dir: str) -> dict:
-    """The whole universality analysis in one job: curves, overlap tables, fits, headline, Table 1."""
+            out: dict[str, str]) -> dict:
+    """The whole universality analysis in one job: curves, overlap tables, fits, panels and the curves each
+    draws, headline, Table 1. ``out`` maps curves, overlap_curves, overlap, fits, panels, panel_curves, headline,
+    datasets to their files."""
     informative = (float(informative_range[0]), float(informative_range[1]))
     if not informative[0] < informative[1]:
         raise ValueError(f"studies.universality.informative_range must be increasing, got {informative_range}")
@@ -523,9 +483,10 @@ def analyse(metrics_paths: list[str], runs: list[dict], dataset_paths: dict[str,
         raise ValueError(f"studies.universality.pair_metrics: {missing} not in metrics.h5 summaries "
                          f"(have {sorted(set(curves.columns) - set(CURVE_KEYS))}); add the p to eval.lp")
     panels = figure_panels(roles, list(pair_metrics))
-    rows, fits = [], []
+    rows, fits, members = [], [], []
     for panel in panels:
         frame = panel_curves(curves, panel, roles["width_recipe"])
+        members.append(pd.DataFrame({"figure": panel.figure, "letter": panel.letter, "row": frame.index}))
         if frame.empty:
             log.warning("universality: panel %s has no curves", panel.key)
             continue
@@ -534,29 +495,15 @@ def analyse(metrics_paths: list[str], runs: list[dict], dataset_paths: dict[str,
         fits += f
     per_curve = pd.DataFrame(rows)
     summary = summarise_overlap(per_curve)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in ((CURVES_FILE, curves), (OVERLAP_CURVES_FILE, per_curve), (OVERLAP_FILE, summary),
-                        (FITS_FILE, pd.DataFrame(fits)), (DATASETS_FILE, dataset_table(dataset_paths, roles))):
-        with atomic_path(out / name) as tmp:
+    for name, table in (("curves", curves), ("overlap_curves", per_curve), ("overlap", summary),
+                        ("fits", pd.DataFrame(fits)), ("panel_curves", pd.concat(members, ignore_index=True)),
+                        ("datasets", dataset_table(dataset_paths, roles))):
+        with atomic_path(out[name]) as tmp:
             table.to_csv(tmp, index=False)
-    write_json(out / PANELS_FILE, {"roles": roles, "width_recipe": roles["width_recipe"],
-                                    "informative_range": list(informative),
-                                    "panels": [asdict(p) for p in panels]})
+    write_json(out["panels"], {"roles": roles, "width_recipe": roles["width_recipe"],
+                               "informative_range": list(informative), "curve_keys": CURVE_KEYS,
+                               "panels": [asdict(p) for p in panels]})
     result = headline(per_curve, panels)
     result["monotonicity"] = monotonicity(curves)
-    write_json(out / HEADLINE_FILE, result)
+    write_json(out["headline"], result)
     return result
-
-
-def load_panels(path: str | Path) -> tuple[list[Panel], dict]:
-    """Panels as written by ``analyse`` (tuples restored), and the file's other fields."""
-    raw = json.loads(Path(path).read_text())
-    panels = []
-    for p in raw["panels"]:
-        p = dict(p)
-        for key in ("datasets", "optimizers", "losses"):
-            p[key] = tuple(p[key])
-        p["pairs"] = tuple(tuple(pair) for pair in p["pairs"])
-        panels.append(Panel(**p))
-    return panels, raw

@@ -50,10 +50,9 @@ if study_enabled("embedding"):
             arrays=[f"{EMB_DIR}/{e}.npz" for e in EMB_EXPERIMENTS],
             summaries=[f"{EMB_DIR}/{e}.json" for e in EMB_EXPERIMENTS],
         output:
-            [f"{EMB_DIR}/{name}.npz" for name in EMB_FIGURES],
+            **{name: f"{EMB_DIR}/{name}.npz" for name in EMB_FIGURES},
         params:
             experiments=EMB_EXPERIMENTS,
-            out_dir=EMB_DIR,
             code=code_fingerprint("embedding_analysis.py"),
         log:
             "results/logs/embedding/analysis.log",

@@ -71,7 +71,8 @@ def test_fig03_spectra_and_figure(tmp_path):
     assert levels[0]["n_negative"] == 0  # a strict minimum at width 2
     assert all(v["max_output_change"] < 1e-14 for v in levels)
     assert json.loads(out.with_suffix(".json").read_text())["levels"][2]["n_zero"] == 2
-    analysis.analyse({"fig03a": str(out)}, tmp_path, ["fig03a_hessian_spectrum_1d"])
+    name = "fig03a_hessian_spectrum_1d"
+    analysis.analyse({"fig03a": str(out)}, {name: str(tmp_path / f"{name}.npz")})
     spectrum = np.load(tmp_path / "fig03a_hessian_spectrum_1d.npz")["eigenvalues_w4"]
     assert np.all(np.diff(np.abs(spectrum)) <= 0)  # ordered by |lambda|, largest first
     png = tmp_path / "fig03a.png"
@@ -93,7 +94,7 @@ def test_fig05_reduction_on_digits(tmp_path):
     # the reduced net starts at (nearly) the blue dot's loss: the groups are condensed
     assert abs(summary["loss_reduced_at_start"] - summary["blue_point"]["loss"]) < 0.01 * summary["blue_point"]["loss"]
     panels = ["fig05a_loss", "fig05b_similarity", "fig05c_reduced_loss", "fig05d_agreement"]
-    analysis.analyse({"fig05": str(out)}, tmp_path, panels)
+    analysis.analyse({"fig05": str(out)}, {name: str(tmp_path / f"{name}.npz") for name in panels})
     frequency = np.load(tmp_path / "fig05d_agreement.npz")["frequency"]
     assert frequency.sum() == pytest.approx(1.0) and np.trace(frequency) == pytest.approx(summary["agreement_rate"])
     edges = np.load(tmp_path / "fig05b_similarity.npz")["group_edges"]

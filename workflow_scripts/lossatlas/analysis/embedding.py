@@ -7,7 +7,7 @@ thresholds, how each empirical critical point was located, group counts, agreeme
 ``studies.embedding.<experiment>`` (schemas/studies/embedding.schema.yaml documents every key).
 
 Analysis (rule embedding_analysis, one job): ``analyse`` writes ``<figure>.npz`` for every figure file, the
-arrays that figure draws, made by the ``<figure>_data`` function of ``FIGURE_DATA``.
+arrays that figure draws, made by its function in ``FIGURE_DATA`` (``<figure>_data``).
 """
 
 from __future__ import annotations
@@ -437,15 +437,14 @@ FIGURE_DATA = {
 }
 
 
-def analyse(experiment_arrays: dict[str, str], out_dir: str | Path, figures: list[str] | None = None) -> None:
-    """Write ``<out_dir>/<figure>.npz`` for each of ``figures`` (default: every figure of ``FIGURE_DATA``) from
-    its experiment's outputs (``experiment_arrays``: experiment -> its .npz; the .json summary lies beside it)."""
-    out_dir = Path(out_dir)
-    for figure in figures if figures is not None else FIGURE_DATA:
+def analyse(experiment_arrays: dict[str, str], out: dict[str, str]) -> None:
+    """Write each figure's arrays (``out``: figure -> its .npz; figures of ``FIGURE_DATA``) from its experiment's
+    outputs (``experiment_arrays``: experiment -> its .npz; the .json summary lies beside it)."""
+    for figure, path in out.items():
         experiment, make = FIGURE_DATA[figure]
-        path = Path(experiment_arrays[experiment])
-        with np.load(path) as data:
+        source = Path(experiment_arrays[experiment])
+        with np.load(source) as data:
             arrays = {k: data[k] for k in data.files}
-        summary = json.loads(path.with_suffix(".json").read_text())
-        with atomic_path(out_dir / f"{figure}.npz") as tmp, open(tmp, "wb") as fh:
+        summary = json.loads(source.with_suffix(".json").read_text())
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **make(arrays, summary))

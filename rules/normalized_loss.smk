@@ -11,7 +11,6 @@ NL = study_config("normalized_loss")
 NL_DIR = "results/analysis/normalized_loss"
 NL_FIGS = "results/figures/normalized_loss"
 
-# Post-processing reads checkpoints.h5 itself (float64 losses of every checkpoint): no evaluate jobs.
 STUDIES_WITHOUT_EVALUATION.add("normalized_loss")
 
 # Figure file stem (= drawing function) -> the experiment whose points it draws;

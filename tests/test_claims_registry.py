@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossatlas.claims import PAPER_CONFIGS, REGISTRY, evaluate_claims, load_registry, tally
+from lossatlas.claims import OUTCOMES, PAPER_CONFIGS, REGISTRY, evaluate_claims, load_registry, tally
 
 REPO = Path(__file__).resolve().parents[1]
 PAPERS = ("universality", "consistency", "normalized_loss", "loss_patterns", "embedding")
@@ -31,7 +31,7 @@ def claim_table_rows(text: str) -> dict[str, int]:
 
 
 def selectors(check: dict) -> list[dict]:
-    return [check[k] for k in ("value", "left", "right") if isinstance(check.get(k), dict)]
+    return [check[k] for k in ("value", "left", "right", "x", "y") if isinstance(check.get(k), dict)]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,13 @@ def test_registry_loads_with_unique_ids_and_every_field(registry):
         assert entry["paper"] in PAPERS, entry["id"]
         assert isinstance(entry["figures"], list), entry["id"]
         assert all(re.fullmatch(r"(fig|table)\d\d[a-z]*|robustness", f) for f in entry["figures"]), entry["id"]
-        assert entry["check"]["kind"] in {"value", "compare", "all", "config"}, entry["id"]
+        assert entry["check"]["kind"] in {"value", "compare", "all", "config", "correlation"}, entry["id"]
+        assert entry["kind"] in {"setting", "finding"}, entry["id"]
+        # A setting is checked against the paper-scale config; a finding says whose scale its number belongs to.
+        assert (entry["kind"] == "setting") == ("scale" not in entry), entry["id"]
+        assert entry.get("scale", "any") in {"paper", "any"}, entry["id"]
+        if entry["check"]["kind"] == "config":
+            assert entry["kind"] == "setting", entry["id"]
 
 
 def test_every_paper_has_at_least_its_table_rows(registry):
@@ -78,6 +84,8 @@ def test_selectors_point_at_analysis_outputs_or_configs(registry):
                 assert "config" in sel, (entry["id"], sel)
             if sel.get("file", "").endswith(".csv"):
                 assert "column" in sel, entry["id"]
+            elif sel.get("file", "").endswith(".npz"):
+                assert "array" in sel, entry["id"]
             elif "file" in sel and sel["file"].startswith("results/"):
                 assert "key" in sel, entry["id"]
 
@@ -118,7 +126,7 @@ def test_evaluates_over_the_registry_without_raising(tmp_path):
     rows = evaluate_claims(tmp_path, REPO, REGISTRY)
     assert len(rows) == len(load_registry())
     counts = tally(rows)
-    assert counts["not run"] > 0 and counts["holds"] > 0
+    assert counts["finding"]["not run"] > 0 and counts["setting"]["holds"] > 0
     for r in rows:
         assert r.reason, r.id
         if r.outcome == "not run":
@@ -127,4 +135,11 @@ def test_evaluates_over_the_registry_without_raising(tmp_path):
 
 def test_evaluates_over_this_checkouts_results():
     rows = evaluate_claims(REPO, REPO, REGISTRY)
-    assert {r.outcome for r in rows} <= {"holds", "does not hold", "reported", "not run"}
+    assert {r.outcome for r in rows} <= set(OUTCOMES)
+
+
+def test_enough_findings_are_judged_at_default_scale(registry):
+    """Settings are no reproductions and paper-scale numbers wait for paper scale: at least 100 findings are
+    judged (or reported) by a default run."""
+    judged = [e for e in registry if e["kind"] == "finding" and e["scale"] == "any"]
+    assert len(judged) >= 100, len(judged)

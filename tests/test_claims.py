@@ -227,3 +227,19 @@ def test_settings_are_never_counted_among_findings(fixture_root):
                                          "1 reported); settings: 1 of 1 match the papers.")
     md = render_markdown(rows, "default")
     assert md.index("## Findings") < md.index("| c | any |") < md.index("## Settings")
+
+
+def test_order_and_reduce(fixture_root):
+    rows = outcomes(fixture_root, [
+        {"id": "chain", "check": {"kind": "order", "names": ["knn", "svm", "cnn"],
+                                  "values": [{"file": ACC, "column": "accuracy", "where": {"model": "knn"}}, 0.4,
+                                             {"file": ACC, "column": "accuracy", "where": {"model": "cnn"}}]}},
+        {"id": "broken", "check": {"kind": "order", "values": [{"file": ACC, "column": "accuracy",
+                                                                "where": {"model": "cnn"}}, 0.5]}},
+        {"id": "mean", "check": {"kind": "value", "value": {"file": ACC, "column": "accuracy", "reduce": "mean"},
+                                 "expect": {"op": "<", "than": 0.5}}},
+        {"id": "max", "check": {"kind": "value", "value": {"file": ACC, "column": "accuracy", "reduce": "max"},
+                                "expect": {"op": "<", "than": 0.5}}},
+    ])
+    assert rows["chain"].outcome == "holds" and rows["broken"].outcome == "does not hold"
+    assert rows["mean"].outcome == "holds" and rows["max"].outcome == "does not hold"

@@ -31,7 +31,8 @@ def claim_table_rows(text: str) -> dict[str, int]:
 
 
 def selectors(check: dict) -> list[dict]:
-    return [check[k] for k in ("value", "left", "right", "x", "y") if isinstance(check.get(k), dict)]
+    return [check[k] for k in ("value", "left", "right", "x", "y") if isinstance(check.get(k), dict)] + \
+        [v for v in check.get("values", []) if isinstance(v, dict)]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_registry_loads_with_unique_ids_and_every_field(registry):
         assert entry["paper"] in PAPERS, entry["id"]
         assert isinstance(entry["figures"], list), entry["id"]
         assert all(re.fullmatch(r"(fig|table)\d\d[a-z]*|robustness", f) for f in entry["figures"]), entry["id"]
-        assert entry["check"]["kind"] in {"value", "compare", "all", "config", "correlation"}, entry["id"]
+        assert entry["check"]["kind"] in {"value", "compare", "all", "config", "correlation", "order"}, entry["id"]
         assert entry["kind"] in {"setting", "finding"}, entry["id"]
         # A setting is checked against the paper-scale config; a finding says whose scale its number belongs to.
         assert (entry["kind"] == "setting") == ("scale" not in entry), entry["id"]

@@ -11,6 +11,8 @@ figures it bears on, and a ``check`` saying how our value is computed from analy
 - ``kind: all``     — ``op`` between every value of ``left`` (a list selector) and ``than`` or ``right``.
 - ``kind: config``  — a setting of the paper-scale config (``configs/<paper>.yaml`` by default) equals
                       ``expect``; checks that the paper-scale study is configured as the paper states.
+- ``kind: order``   — ``values`` (selectors or numbers, named by ``names``) are strictly increasing, e.g.
+                      black-cell CE < the objective's clamp < white-cell CE.
 - ``kind: correlation`` — the sign of Pearson r or Spearman ρ between two equally long lists ``x`` and ``y``,
                       with a one-sided permutation test (``permutations``, default 10,000, fixed seed): the
                       claim holds when the claimed sign is significant at ``alpha`` (default 0.05), does not hold
@@ -27,8 +29,8 @@ Selectors (``value``, ``left``, ``right``): ``{file, key}`` reads a dotted key p
 ``{file, column, where}`` reads one column of the CSV rows matching ``where`` (one row → a number, several →
 a list); ``{config, file?}`` reads a dotted config path; ``{file, array}`` reads an array of a ``.npz`` file, and
 ``{file, array, count: zero|negative}`` counts its zero or significant negative eigenvalues by the gap rule of
-``spectrum_counts``. Result files are relative to the working directory
-(``results/analysis/...``); config files to the repository.
+``spectrum_counts``. Any list selector may add ``reduce: mean|min|max``. Result files are
+relative to the working directory (``results/analysis/...``); config files to the repository.
 
 A claim whose inputs do not exist for the current config is ``not run`` with the missing file named; none is
 dropped. The outcome of each claim is ``holds``, ``does not hold``, ``paper scale only``, ``reported`` (a value
@@ -127,8 +129,14 @@ def spectrum_counts(eigenvalues: Any) -> dict[str, int]:
     return {"zero": n_zero, "negative": int(np.sum((lam < 0) & (np.abs(lam) > zero_ceiling)))}
 
 
+REDUCE = {"mean": lambda v: sum(v) / len(v), "min": min, "max": max}
+
+
 def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
     """The value a selector points at (see the module docstring)."""
+    if "reduce" in selector:
+        values = select({k: v for k, v in selector.items() if k != "reduce"}, root, repo, paper)
+        return float(REDUCE[selector["reduce"]](values if isinstance(values, list) else [values]))
     if "config" in selector:
         cfg_file = repo / selector.get("file", PAPER_CONFIGS[paper])
         if not cfg_file.exists():
@@ -261,6 +269,12 @@ def _judge(check: dict, root: Path, repo: Path, paper: str) -> tuple[str, str, s
         ok = value == check["expect"]
         cfg = check.get("file", PAPER_CONFIGS[paper])
         return _fmt(value), "holds" if ok else "does not hold", f"{cfg}: {check['key']} = {_fmt(value)}"
+    if kind == "order":
+        values = [select(v, root, repo, paper) if isinstance(v, dict) else v for v in check["values"]]
+        ok = all(a < b for a, b in zip(values, values[1:], strict=False))
+        names = check.get("names", [f"v{i}" for i in range(len(values))])
+        chain = " < ".join(f"{n} {_fmt(v)}" for n, v in zip(names, values, strict=True))
+        return " < ".join(_fmt(v) for v in values), "holds" if ok else "does not hold", f"{chain}: {ok}"
     if kind == "correlation":
         x = select(check["x"], root, repo, paper)
         y = select(check["y"], root, repo, paper)

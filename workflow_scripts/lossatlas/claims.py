@@ -25,7 +25,8 @@ result) with ``scale: paper`` (its number belongs to the paper's dataset or mode
 one-line explanation shown when a finding does not hold; ``{ours}`` and ``{reason}`` in it are filled from the
 run, so it stays true when the numbers move.
 
-Selectors (``value``, ``left``, ``right``): ``{file, key}`` reads a dotted key path from a JSON file;
+Selectors (``value``, ``left``, ``right``): ``{file, key}`` reads a dotted key path from a JSON file (``*`` takes
+every element of a list);
 ``{file, column, where}`` reads one column of the CSV rows matching ``where`` (one row → a number, several →
 a list); ``{config, file?}`` reads a dotted config path; ``{file, array}`` reads an array of a ``.npz`` file, and
 ``{file, array, count: zero|negative}`` counts its zero or significant negative eigenvalues by the gap rule of
@@ -99,7 +100,10 @@ def load_registry(path: Path = REGISTRY) -> list[dict]:
 
 
 def _dig(obj: Any, key: str, where: str) -> Any:
-    for part in key.split("."):
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if part == "*" and isinstance(obj, list):  # every element, e.g. one number per search of a figure
+            return [_dig(o, ".".join(parts[i + 1:]), where) for o in obj]
         if isinstance(obj, list):
             obj = obj[int(part)]
         elif isinstance(obj, dict) and part in obj:
@@ -331,10 +335,10 @@ def headline(rows: list[ClaimResult], scale: str) -> str:
     f, s = (tally(rows)[k] for k in ("finding", "setting"))
     judged = f["holds"] + f["does not hold"]
     extra = f", {f['not run']} not run" if f["not run"] else ""
-    n_settings = sum(s.values())
-    settings = f"settings: {s['holds']} of {n_settings} match the papers"
-    if s["not run"]:
-        settings += f" ({s['not run']} not run)"
+    settings = f"settings: {s['holds']} of {s['holds'] + s['does not hold']} match the papers"
+    aside = [f"{s[k]} {k}" for k in ("reported", "not run") if s[k]]
+    if aside:
+        settings += f" ({', '.join(aside)})"
     return (f"findings judged at {scale.split(' ')[0]} scale: {f['holds']} of {judged} hold "
             f"({f['paper scale only']} paper scale only, {f['reported']} reported{extra}); {settings}.")
 

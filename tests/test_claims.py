@@ -243,3 +243,26 @@ def test_order_and_reduce(fixture_root):
     ])
     assert rows["chain"].outcome == "holds" and rows["broken"].outcome == "does not hold"
     assert rows["mean"].outcome == "holds" and rows["max"].outcome == "does not hold"
+
+
+def test_h5_selectors_and_requires(fixture_root):
+    import h5py
+
+    demo = fixture_root / "results" / "analysis" / "demo"
+    with h5py.File(demo / "scores.h5", "w") as f:
+        f["train/consistency"] = np.array([[0.0, 0.0, 0.1], [0.8, 0.8, 0.2], [1.0, 1.0, 1.0]])
+        f["phase"] = np.array([0.0])
+    h5 = "results/analysis/demo/scores.h5"
+    mid = {"file": h5, "dataset": "train/consistency", "row": "middle", "stat": "mode"}
+    rows = outcomes(fixture_root, [
+        {"id": "mode", "check": {"kind": "value", "value": mid, "expect": {"approx": 0.8, "abs": 0.05}}},
+        {"id": "mode_far", "check": {"kind": "value", "value": mid, "expect": {"approx": 0.2, "abs": 0.05}}},
+        {"id": "vacuous", "check": {"kind": "value", "value": {"file": h5, "dataset": "phase", "reduce": "max"},
+                                    "expect": {"op": "<=", "than": 10},
+                                    "requires": {"kind": "value", "value": {"file": h5, "dataset": "phase",
+                                                                            "reduce": "max"},
+                                                 "expect": {"op": ">", "than": 0}}}},
+    ])
+    assert rows["mode"].outcome == "holds" and rows["mode"].ours == "0.8"
+    assert rows["mode_far"].outcome == "does not hold"
+    assert rows["vacuous"].outcome == "does not hold" and "precondition" in rows["vacuous"].reason

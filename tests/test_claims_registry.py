@@ -78,7 +78,8 @@ def test_every_paper_has_at_least_its_table_rows(registry):
 def test_selectors_point_at_analysis_outputs_or_configs(registry):
     for entry in registry:
         check = entry["check"]
-        for sel in selectors(check) + ([{"file": check["file"]}] if "file" in check else []):
+        required = selectors(check.get("requires", {}))
+        for sel in selectors(check) + required + ([{"file": check["file"]}] if "file" in check else []):
             if "file" in sel:
                 assert sel["file"].startswith(("results/analysis/", "configs/")), (entry["id"], sel["file"])
             else:
@@ -87,6 +88,8 @@ def test_selectors_point_at_analysis_outputs_or_configs(registry):
                 assert "column" in sel, entry["id"]
             elif sel.get("file", "").endswith(".npz"):
                 assert "array" in sel, entry["id"]
+            elif sel.get("file", "").endswith(".h5"):
+                assert "dataset" in sel, entry["id"]
             elif "file" in sel and sel["file"].startswith("results/"):
                 assert "key" in sel, entry["id"]
 

@@ -18,6 +18,9 @@ figures it bears on, and a ``check`` saying how our value is computed from analy
                       claim holds when the claimed sign is significant at ``alpha`` (default 0.05), does not hold
                       when the opposite sign is, and is ``reported`` (underpowered) otherwise.
 
+Any check may carry ``requires``: a second check that must hold for the first to hold (a phase's duration
+presupposes the phase).
+
 Every entry also says what it is (FIGURES.md, "Conventions"): ``kind: setting`` (the paper's configuration,
 checked against our paper-scale config; never counted as a reproduction) or ``kind: finding`` (a measured
 result) with ``scale: paper`` (its number belongs to the paper's dataset or model; below paper scale it is
@@ -25,13 +28,14 @@ result) with ``scale: paper`` (its number belongs to the paper's dataset or mode
 one-line explanation shown when a finding does not hold; ``{ours}`` and ``{reason}`` in it are filled from the
 run, so it stays true when the numbers move.
 
-Selectors (``value``, ``left``, ``right``): ``{file, key}`` reads a dotted key path from a JSON file (``*`` takes
-every element of a list);
-``{file, column, where}`` reads one column of the CSV rows matching ``where`` (one row → a number, several →
-a list); ``{config, file?}`` reads a dotted config path; ``{file, array}`` reads an array of a ``.npz`` file, and
+Selectors (``value``, ``left``, ``right``, ``x``, ``y``, ``values``):
+``{file, key}`` reads a dotted key path from a JSON file (``*`` takes every element of a list);
+``{file, column, where}`` reads one column of the CSV rows matching ``where`` (one row → a number, several → a
+list); ``{config, file?}`` reads a dotted config path; ``{file, array}`` reads an array of a ``.npz`` file, and
 ``{file, array, count: zero|negative}`` counts its zero or significant negative eigenvalues by the gap rule of
-``spectrum_counts``. Any list selector may add ``reduce: mean|min|max``. Result files are
-relative to the working directory (``results/analysis/...``); config files to the repository.
+``spectrum_counts``; ``{file, dataset, row?, stat?}`` reads an HDF5 dataset (see ``_h5``). Any list selector may
+add ``reduce: mean|min|max``. Result files are relative to the working directory (``results/analysis/...``);
+config files to the repository.
 
 A claim whose inputs do not exist for the current config is ``not run`` with the missing file named; none is
 dropped. The outcome of each claim is ``holds``, ``does not hold``, ``paper scale only``, ``reported`` (a value
@@ -159,6 +163,8 @@ def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
         if "count" in selector:
             return spectrum_counts(values)[selector["count"]]
         return [float(v) for v in values]
+    if path.suffix == ".h5":
+        return _h5(path, selector)
     if path.suffix == ".json":
         value = _dig(json.loads(path.read_text()), selector["key"], selector["file"])
         if _absent(value):
@@ -179,6 +185,24 @@ def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
             raise MissingInput(f"{selector['file']}: no value in '{column}' where {where}")
         return values[0] if len(values) == 1 else values
     raise ValueError(f"claims: cannot read {path.suffix} files ({selector['file']})")
+
+
+def _h5(path: Path, selector: dict) -> Any:
+    """A dataset of an HDF5 file as a list; ``row`` (an index, or ``middle``) picks one row of a 2-D dataset and
+    ``stat: mode`` returns the most common value rounded to one decimal (a histogram's peak in bins of 0.1)."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as f:
+        if selector["dataset"] not in f:
+            raise MissingInput(f"{selector['file']} has no dataset '{selector['dataset']}'")
+        values = np.asarray(f[selector["dataset"]][...], dtype=float)
+    if "row" in selector:
+        values = values[len(values) // 2 if selector["row"] == "middle" else int(selector["row"])]
+    if selector.get("stat") == "mode":
+        rounded, counts = np.unique(np.round(values[np.isfinite(values)], 1), return_counts=True)
+        return float(rounded[np.argmax(counts)])
+    return [float(v) for v in values]
 
 
 def _absent(value: Any) -> bool:
@@ -306,6 +330,11 @@ def evaluate_claim(entry: dict, root: Path, repo: Path, scale: str = "default") 
                 claim_scale=claim_scale)
     try:
         ours, outcome, reason = _judge(entry["check"], root, repo, entry["paper"])
+        if "requires" in entry["check"] and outcome == "holds":
+            # A claim about a phenomenon (e.g. how long a phase lasts) cannot hold where the phenomenon is absent.
+            _, met, why_not = _judge(entry["check"]["requires"], root, repo, entry["paper"])
+            if met != "holds":
+                outcome, reason = "does not hold", f"{reason}, but its precondition fails: {why_not}"
     except MissingInput as missing:
         return ClaimResult(**base, ours="—", outcome="not run", reason=str(missing))
     except ValueError as bad:

@@ -266,3 +266,19 @@ def test_h5_selectors_and_requires(fixture_root):
     assert rows["mode"].outcome == "holds" and rows["mode"].ours == "0.8"
     assert rows["mode_far"].outcome == "does not hold"
     assert rows["vacuous"].outcome == "does not hold" and "precondition" in rows["vacuous"].reason
+
+
+def test_all_elementwise_and_majority(fixture_root):
+    demo = fixture_root / "results" / "analysis" / "demo"
+    (demo / "panels.csv").write_text("panel,group,D\na,fc1,0.1\na,deep,0.2\nb,fc1,0.3\nb,deep,0.2\n"
+                                     "c,fc1,0.4\nc,deep,0.2\n")
+    panels = "results/analysis/demo/panels.csv"
+    fc1 = {"file": panels, "column": "D", "where": {"group": "fc1"}}
+    deep = {"file": panels, "column": "D", "where": {"group": "deep"}}
+    rows = outcomes(fixture_root, [
+        {"id": "most", "check": {"kind": "all", "op": ">", "left": fc1, "right": deep, "majority": True}},
+        {"id": "every", "check": {"kind": "all", "op": ">", "left": fc1, "right": deep}},
+        {"id": "most_below", "check": {"kind": "all", "op": "<", "left": fc1, "right": deep, "majority": True}},
+    ])
+    assert rows["most"].outcome == "holds" and "2/3" in rows["most"].reason
+    assert rows["every"].outcome == "does not hold" and rows["most_below"].outcome == "does not hold"

@@ -282,3 +282,13 @@ def test_all_elementwise_and_majority(fixture_root):
     ])
     assert rows["most"].outcome == "holds" and "2/3" in rows["most"].reason
     assert rows["every"].outcome == "does not hold" and rows["most_below"].outcome == "does not hold"
+
+
+def test_compare_within_a_tolerance(fixture_root):
+    def near(cid, tol):
+        return {"id": cid, "check": {"kind": "compare", "op": "≈", "tol": tol,
+                                     "left": {"file": FITS, "key": "bimodality.linear"},
+                                     "right": {"file": FITS, "key": "bimodality.nonlinear"}}}
+
+    rows = outcomes(fixture_root, [near("loose", 0.2), near("tight", 0.1)])
+    assert rows["loose"].outcome == "holds" and rows["tight"].outcome == "does not hold"

@@ -7,7 +7,8 @@ figures it bears on, and a ``check`` saying how our value is computed from analy
 
 - ``kind: value``   — report one measured value; with ``expect`` it also judges it:
                       ``{op: ">"|">="|"<"|"<="|"==", than: number}`` or ``{approx: number, rel: r, abs: a}``.
-- ``kind: compare`` — ``left op right`` for two measured values (e.g. normalised R² > unnormalised R²).
+- ``kind: compare`` — ``left op right`` for two measured values (e.g. normalised R² > unnormalised R²); ``op: "≈"``
+                      means ``|left − right| ≤ tol``.
 - ``kind: all``     — ``op`` between every value of ``left`` (a list selector) and ``than`` or ``right`` (a number,
                       or a list compared element by element); with ``majority: true`` more than half suffice.
 - ``kind: config``  — a setting of the paper-scale config (``configs/<paper>.yaml`` by default) equals
@@ -35,8 +36,8 @@ Selectors (``value``, ``left``, ``right``, ``x``, ``y``, ``values``):
 list); ``{config, file?}`` reads a dotted config path; ``{file, array}`` reads an array of a ``.npz`` file, and
 ``{file, array, count: zero|negative}`` counts its zero or significant negative eigenvalues by the gap rule of
 ``spectrum_counts``; ``{file, dataset, row?, stat?}`` reads an HDF5 dataset (see ``_h5``). Any list selector may
-add ``reduce: mean|min|max|count``. Result files are relative to the working directory (``results/analysis/...``);
-config files to the repository.
+add ``reduce: mean|min|max|count|first|last``. Result files are relative to the working directory
+(``results/analysis/...``); config files to the repository.
 
 A claim whose inputs do not exist for the current config is ``not run`` with the missing file named; none is
 dropped. The outcome of each claim is ``holds``, ``does not hold``, ``paper scale only``, ``reported`` (a value
@@ -138,7 +139,8 @@ def spectrum_counts(eigenvalues: Any) -> dict[str, int]:
     return {"zero": n_zero, "negative": int(np.sum((lam < 0) & (np.abs(lam) > zero_ceiling)))}
 
 
-REDUCE = {"mean": lambda v: sum(v) / len(v), "min": min, "max": max, "count": len}
+REDUCE = {"mean": lambda v: sum(v) / len(v), "min": min, "max": max, "count": len, "first": lambda v: v[0],
+          "last": lambda v: v[-1]}
 
 
 def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
@@ -189,7 +191,7 @@ def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
 
 
 def _h5(path: Path, selector: dict) -> Any:
-    """A dataset of an HDF5 file as a list; ``row`` (an index, or ``middle``) picks one row of a 2-D dataset and
+    """A dataset of an HDF5 file as a flat list; ``row`` (an index, or ``middle``) picks one row of a 2-D dataset and
     ``stat: mode`` returns the most common value rounded to one decimal (a histogram's peak in bins of 0.1)."""
     import h5py
     import numpy as np
@@ -203,7 +205,7 @@ def _h5(path: Path, selector: dict) -> Any:
     if selector.get("stat") == "mode":
         rounded, counts = np.unique(np.round(values[np.isfinite(values)], 1), return_counts=True)
         return float(rounded[np.argmax(counts)])
-    return [float(v) for v in values]
+    return [float(v) for v in np.ravel(values)]
 
 
 def _absent(value: Any) -> bool:
@@ -281,7 +283,8 @@ def _judge(check: dict, root: Path, repo: Path, paper: str) -> tuple[str, str, s
     if kind == "compare":
         left = select(check["left"], root, repo, paper)
         right = select(check["right"], root, repo, paper)
-        ok = OPS[check["op"]](left, right)
+        # "≈": equal within the paper's precision ``tol``.
+        ok = abs(left - right) <= check["tol"] if check["op"] == "≈" else OPS[check["op"]](left, right)
         return (f"{_fmt(left)} vs {_fmt(right)}", "holds" if ok else "does not hold",
                 f"{check.get('left_name', 'left')} {_fmt(left)} {check['op']} "
                 f"{check.get('right_name', 'right')} {_fmt(right)}: {ok}")

@@ -350,8 +350,8 @@ def evaluate_claim(entry: dict, root: Path, repo: Path, scale: str = "default") 
         raise ValueError(f"claim {entry['id']}: {bad}") from bad
     if kind == "finding" and claim_scale == "paper" and not scale.startswith("paper") \
             and outcome in ("holds", "does not hold"):
-        reason = f"ours {ours} beside the paper's {entry['paper_value']} (the paper's dataset or model; " \
-                 f"judged at paper scale: {reason})"
+        reason = f"ours {ours} beside the paper's {entry['paper_value']}: a number of the paper's dataset or " \
+                 f"model, judged only at paper scale (here: {reason})"
         outcome = "paper scale only"
     why = entry.get("why", "").format(ours=ours, reason=reason) if outcome == "does not hold" else ""
     return ClaimResult(**base, ours=ours, outcome=outcome, reason=reason, why=why)

@@ -149,6 +149,8 @@ def test_spectrum_counts_use_the_widest_gap():
     assert spectrum_counts(lam) == {"zero": 2, "negative": 2}
     # No gap of 4 decades: nothing is zero, even the smallest value.
     assert spectrum_counts([1e-8, 2e-7, 1e-6, 1e-3, 1.0]) == {"zero": 0, "negative": 0}
+    # A wide gap between real curvatures is no zero cluster.
+    assert spectrum_counts([-1e-5, 1e-4, 10.0]) == {"zero": 0, "negative": 1}
 
 
 def test_spectrum_selector_can_fail(fixture_root):

@@ -74,6 +74,7 @@ OUTCOMES = ("holds", "does not hold", "paper scale only", "reported", "not run")
 # zeros of a float64 Hessian (~1e-16) lie many decades under the smallest curvature a small net has, while a
 # fixed threshold relative to the largest eigenvalue both swallows small real curvatures and keeps 1e-10 values.
 ZERO_GAP_DECADES = 4.0
+ZERO_CEILING = 1.5e-8  # √(float64 ε), relative to the largest |λ|
 
 
 class MissingInput(Exception):
@@ -123,19 +124,22 @@ def spectrum_counts(eigenvalues: Any) -> dict[str, int]:
     """Zero and significant negative eigenvalues of a Hessian spectrum, by the widest gap of log10|λ|.
 
     The eigenvalues below the widest gap between neighbours of sorted log10|λ| are zero when that gap spans at
-    least ``ZERO_GAP_DECADES``; otherwise none is. A negative eigenvalue is significant when it is not zero.
+    least ``ZERO_GAP_DECADES`` and they lie below ``ZERO_CEILING`` × max|λ|; otherwise none is. A negative
+    eigenvalue is significant when it is not zero.
     """
     import numpy as np
 
     lam = np.asarray(eigenvalues, dtype=float)
-    logs = np.log10(np.maximum(np.sort(np.abs(lam)), 1e-300))
+    mags = np.sort(np.abs(lam))
+    logs = np.log10(np.maximum(mags, 1e-300))
     n_zero = 0
     if len(logs) > 1:
         gaps = np.diff(logs)
         widest = int(np.argmax(gaps))
-        if gaps[widest] >= ZERO_GAP_DECADES:
+        # A wide gap between real curvatures (e.g. 1e-4 and 10) is no zero cluster: zeros lie below √ε·max|λ|.
+        if gaps[widest] >= ZERO_GAP_DECADES and mags[widest] <= ZERO_CEILING * mags[-1]:
             n_zero = widest + 1
-    zero_ceiling = np.sort(np.abs(lam))[n_zero - 1] if n_zero else -1.0
+    zero_ceiling = mags[n_zero - 1] if n_zero else -1.0
     return {"zero": n_zero, "negative": int(np.sum((lam < 0) & (np.abs(lam) > zero_ceiling)))}
 
 

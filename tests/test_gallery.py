@@ -16,17 +16,22 @@ def test_gallery_block_is_replaced_and_images_shrunk(tmp_path):
     Image.new("RGB", (1200, 600), "white").save(big)
     claims = tmp_path / "claims.csv"
     with open(claims, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_COLUMNS)
-        w.writerow(["a", "p", "w", "c", "1", "1", "default", "holds", "r"])
-        w.writerow(["b", "p", "w", "c", "1", "2", "default", "not run", "r"])
+        w = csv.DictWriter(fh, CSV_COLUMNS)
+        w.writeheader()
+        row = dict(paper="p", where="w", claim="c", paper_value="1", ours="1", scale="default", kind="finding",
+                   claim_scale="any", reason="r", why="")
+        w.writerow({**row, "id": "a", "outcome": "holds"})
+        w.writerow({**row, "id": "b", "outcome": "does not hold", "why": "too small"})
+        w.writerow({**row, "id": "c", "outcome": "paper scale only", "claim_scale": "paper"})
+        w.writerow({**row, "id": "d", "outcome": "holds", "kind": "setting", "claim_scale": "paper"})
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold text\n{END}\noutro\n")
     out = tmp_path / "docs" / "p.png"
     make_gallery([str(big)], [str(out)], ["Paper P, Fig 1"], str(claims), str(readme))
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old text" not in text
-    assert "2 claims checked at default scale: 1 hold, 0 do not hold" in text and "1 not run" in text
+    assert ("**Claims:** findings judged at default scale: 1 of 2 hold (1 paper scale only, 0 reported); "
+            "settings: 1 of 1 match the papers.") in text
     assert f"![Paper P, Fig 1]({out})" in text
     with Image.open(out) as im:
         assert im.width == 560 and im.height == 280

@@ -33,7 +33,7 @@ def claims_rows(claims_csv: str) -> tuple[list[ClaimResult], str]:
         raw = list(csv.DictReader(fh))
     rows = [ClaimResult(id=r["id"], paper=r["paper"], where=r["where"], claim=r["claim"],
                         paper_value=r["paper_value"], ours=r["ours"], outcome=r["outcome"], reason=r["reason"],
-                        figures=[]) for r in raw]
+                        figures=[], kind=r["kind"], claim_scale=r["claim_scale"], why=r["why"]) for r in raw]
     return rows, (raw[0]["scale"] if raw else "default")
 
 

@@ -50,15 +50,9 @@ def lp_bn_spec(variant, seed):
 
 
 def lp_search(name):
-    return f"{LP_DIR}/searches/{name}.h5"
+    return lp_plan.search_path(name)
 
 
 
 def lp_bn_run(variant, seed):
-    return f"{LP_DIR}/bn/{variant}/s{seed}.h5"
-
-
-
-def lp_figure_params(function):
-    return {"function": function, "code": source_hash(LP_FIG_LIB, function),
-            "caption": figure_caption(LP_FIGURE_OUTPUTS[function[:5]].values())}
+    return lp_plan.bn_run_path(variant, seed)

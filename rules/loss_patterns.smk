@@ -31,7 +31,7 @@ if study_enabled("loss_patterns"):
             summary=f"{LP_DIR}/searches/{{search}}.json",
         params:
             spec=lambda wc: lp_search_spec(wc.search),
-            code=code_fingerprint("loss_patterns_search.py"),
+            code=code_fingerprint("loss_patterns_search.py", exclude_code_of="train.py"),
         log:
             "results/logs/loss_patterns/search_{search}.log",
         wildcard_constraints:
@@ -52,7 +52,7 @@ if study_enabled("loss_patterns"):
             f"{LP_DIR}/bn/{{variant}}/s{{seed}}.h5",
         params:
             spec=lambda wc: lp_bn_spec(wc.variant, wc.seed),
-            code=code_fingerprint("loss_patterns_bn_run.py"),
+            code=code_fingerprint("loss_patterns_bn_run.py", exclude_code_of="train.py"),
         log:
             "results/logs/loss_patterns/bn_{variant}_s{seed}.log",
         wildcard_constraints:

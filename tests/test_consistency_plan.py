@@ -42,7 +42,12 @@ def test_hard_iterations_chain_through_the_previous_ensemble():
     assert p["mh"]["kind"] == "move_hardest"
     roles = plan.role_scores(STUDY)
     assert roles["hard_final"] == plan.scores_path({"recipe": "hard", "dataset": "h3", "arch": "net"})
-    assert plan.figure_inputs(STUDY, "robustness_moves")["index_easiest"] == plan.index_path("me")
+    assert plan.move_files(STUDY) == {"easiest": plan.index_path("me"), "hardest": plan.index_path("mh")}
+    assert plan.role_ensembles(STUDY)["move_hardest"] == {"recipe": "mv", "dataset": "mh", "arch": "net"}
+    figures = plan.figures(STUDY)
+    assert figures["robustness_moves"] == ["move_easiest", "move_hardest"]
+    assert figures["fig08d_hard_dataset"] == ["hard_final", "random_subset", "main"]
+    assert figures["fig04b_speed_cross_arch"] == ["main", "small"]
 
 
 def test_check_accepts_a_consistent_study():

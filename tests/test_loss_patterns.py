@@ -252,8 +252,8 @@ def _write_search(path, picture="ring", grid=6):
 
 def test_analysis_writes_every_figures_data_and_every_figure_renders(tmp_path):
     from lossatlas.analysis import loss_patterns_plan as lp_plan
+    from lossatlas.figure_data import read_figure_data
     from lossatlas.figures import loss_patterns as figs
-    from lossatlas.io import read_figure_data
 
     searches = {}
     for name, picture in (("s1", "ring"), ("s2", "cross")):

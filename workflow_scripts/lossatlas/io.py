@@ -52,38 +52,3 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
-
-# ---------------------------------------------------------------------- figure data (analysis -> figure)
-
-
-def write_figure_data(path: str | os.PathLike, tree: dict) -> None:
-    """Write what one figure draws as HDF5, atomically: nested dicts become groups, numpy arrays datasets,
-    every other value (numbers, strings, lists, None) a JSON attribute. :func:`read_figure_data` inverts it."""
-    import h5py
-    import numpy as np
-
-    def put(group, node: dict) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                put(group.create_group(key), value)
-            elif isinstance(value, np.ndarray):
-                group[key] = value
-            else:
-                group.attrs[key] = json.dumps(value, allow_nan=True)
-
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        put(f, tree)
-
-
-def read_figure_data(path: str | os.PathLike) -> dict:
-    """A file of :func:`write_figure_data` as the nested dict it was written from."""
-    import h5py
-
-    def get(group) -> dict:
-        out: dict[str, Any] = {key: json.loads(value) for key, value in group.attrs.items()}
-        for key, item in group.items():
-            out[key] = get(item) if isinstance(item, h5py.Group) else item[()]
-        return out
-
-    with h5py.File(path, "r") as f:
-        return get(f)

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from lossatlas.io import atomic_path, write_figure_data, write_json
+from lossatlas.figure_data import write_figure_data
+from lossatlas.io import atomic_path, write_json
 
 VARIANTS = ("without_bn", "with_bn")
 # What each searches_by_figure.json entry keeps from a search summary (loss_patterns_mpo.run_search).

@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from lossatlas.figure_data import read_figure_data
 from lossatlas.figures.common import dispatch, save
-from lossatlas.io import read_figure_data
 
 PAPER = "Skorokhodov & Burtsev"
 BLUE, RED = "#1f77b4", "#d62728"

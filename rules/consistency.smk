@@ -13,15 +13,38 @@ from lossatlas.fingerprint import code_fingerprint
 CONS = study_config("consistency")
 CONS_DIR = cons_plan.ANALYSIS_DIR
 CONS_FIGS = cons_plan.FIGURE_DIR
-CONS_FIGURES = {}  # figure name -> roles of the ensembles it is drawn from (cons_plan.figures)
+# Every figure file of the study -> what it is drawn from (cons_plan.figure_roles: ensemble roles, 'pair',
+# 'fig02_ensemble', 'moves'; the classifier figures: the main ensemble, the CNN they compare with). The names
+# are the functions' names in lossatlas/figures/consistency.py and lossatlas/analysis/consistency.py.
+CONS_FIGURES = {
+    "fig01_consistency_phases": ("main",),
+    "fig02_consistency_epochs": ("fig02_ensemble",),
+    "fig03_consensus_phases": ("main",),
+    "fig04a_speed_two_halves": ("main",),
+    "fig04b_speed_cross_arch": ("pair",),
+    "fig04cd_matched_epochs_2d": ("pair",),
+    "fig05ab_linear_vs_nonlinear": ("main", "linear"),
+    "fig05c_linear_consistency": ("main", "linear"),
+    "fig06a_adaboost_groups": ("main",),
+    "fig06b_adaboost_vs_cnn": ("main",),
+    "fig07_other_classifiers": ("main",),
+    "fig08abc_random_labels": ("random_labels",),
+    "fig08d_hard_dataset": ("hard_final", "random_subset", "main"),
+    "fig09_class_hierarchy": ("main",),
+    "fig10_consistency_over_time": ("main",),
+    "fig11_example_trajectories": ("main",),
+    "robustness_moves": ("moves",),
+}
+CONS_FIGURE_ROLES = {}  # the figures this config draws -> the roles of their ensembles
 
 if study_enabled("consistency"):
     _problems = cons_plan.check(CONS, DATASETS, _cons_combos)
     if _problems:
         raise WorkflowError("invalid config:\n  " + "\n  ".join(_problems))
-    CONS_FIGURES = cons_plan.figures(CONS)
+    CONS_FIGURE_ROLES = {name: roles for name, sources in CONS_FIGURES.items()
+                         if (roles := cons_plan.figure_roles(CONS, sources)) is not None}
     _cons_ensembles = cons_plan.role_ensembles(CONS)
-    for _name, _roles in CONS_FIGURES.items():
+    for _name, _roles in CONS_FIGURE_ROLES.items():
         register_figure(f"{CONS_FIGS}/{_name}.png",
                         [r for role in _roles for r in runs_of("consistency", **_cons_ensembles[role])])
     # The table the claims read (claims depend on FIGURES).
@@ -105,14 +128,14 @@ rule consistency_analysis:
         csv=f"{CONS_DIR}/summary.csv",
         md=f"{CONS_DIR}/summary.md",
         json=f"{CONS_DIR}/summary.json",
-        **{name: cons_plan.figure_data_path(name) for name in CONS_FIGURES},
+        **{name: cons_plan.figure_data_path(name) for name in CONS_FIGURE_ROLES},
     params:
         roles=lambda wc: sorted(cons_plan.role_scores(CONS)),
         moves=lambda wc: sorted(cons_plan.move_files(CONS)),
         cross_pairs=lambda wc: CONS["cross_pairs"],
         fig02_ensemble=lambda wc: CONS["fig02_ensemble"],
         options=lambda wc: CONS["figures"],
-        figure_names=lambda wc: list(CONS_FIGURES),
+        figure_names=lambda wc: list(CONS_FIGURE_ROLES),
         code=code_fingerprint("consistency_analysis.py"),
     log:
         "results/logs/consistency/analysis.log",
@@ -136,7 +159,7 @@ rule consistency_figure:
     log:
         f"results/logs/consistency/figures/{{figure}}.log",
     wildcard_constraints:
-        figure=_alternation(list(CONS_FIGURES)),
+        figure=_alternation(list(CONS_FIGURE_ROLES)),
     resources:
         mem_mb=2000,
         runtime=10,

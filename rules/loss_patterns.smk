@@ -4,22 +4,38 @@
 # (model, run seed) of the BN experiment (all fill probabilities of a run fitted together); one torch-free
 # analysis job writes every table and every figure's data; one job per figure file draws it.
 # Library: lossatlas/analysis/loss_patterns_mpo.py (experiments), lossatlas/analysis/loss_patterns.py (analysis),
-# lossatlas/figures/loss_patterns.py (drawing), lossatlas/analysis/loss_patterns_plan.py (the names and paths).
+# lossatlas/figures/loss_patterns.py (drawing).
 
-from lossatlas.analysis import loss_patterns_plan as lp_plan
 from lossatlas.fingerprint import code_fingerprint
 
 LP = study_config("loss_patterns")
-LP_DIR = lp_plan.ANALYSIS_DIR
-LP_FIGS = lp_plan.FIGURE_DIR
-LP_VARIANTS = lp_plan.VARIANTS
+LP_DIR = "results/analysis/loss_patterns"
+LP_FIGS = "results/figures/loss_patterns"
+LP_VARIANTS = ("without_bn", "with_bn")
+# Every figure file of the study -> what it is drawn from (a key of studies.loss_patterns.figures, naming its
+# searches, or the BN experiment). The names are the functions' names in lossatlas/figures/loss_patterns.py and
+# lossatlas/analysis/loss_patterns.py.
+LP_FIGURES = {
+    "fig01a_test_loss_surface": "fig01a",
+    "fig01b_test_loss_surface": "fig01b",
+    "fig02a_picture": "fig02",
+    "fig02b_pattern_mask": "fig02",
+    "fig02c_accuracy_surface": "fig02",
+    "fig03a_random_mask": "bn_experiment",
+    "fig03b_without_bn": "bn_experiment",
+    "fig03c_with_bn": "bn_experiment",
+    "fig04a_accuracy_difference": "bn_experiment",
+    "fig04b_mean_accuracy": "bn_experiment",
+    "fig05_more_test_loss_surfaces": "fig05",
+    "fig06_train_test_surfaces": "fig06",
+}
 
 
 if study_enabled("loss_patterns"):
     lp_check_config()
     LP_BN = LP["bn_experiment"]
-    for _name in lp_plan.FIGURES:
-        register_figure(f"{LP_FIGS}/{_name}.png")
+    for _name in LP_FIGURES:
+        register_figure(f"{LP_FIGS}/{_name}.png")  # no Run objects: the study trains its planes itself
     # Tables the claims read (claims depend on FIGURES).
     FIGURES.append(f"{LP_DIR}/searches_by_figure.json")
 
@@ -69,19 +85,19 @@ if study_enabled("loss_patterns"):
 
     rule loss_patterns_analysis:
         input:
-            searches=[lp_plan.search_path(n) for n in lp_plan.figure_searches(LP)],
+            searches=[lp_search(n) for n in lp_figure_searches()],
             without_bn=[lp_bn_run("without_bn", s) for s in LP_BN["seeds"]],
             with_bn=[lp_bn_run("with_bn", s) for s in LP_BN["seeds"]],
         output:
             bn_json=f"{LP_DIR}/fig04_bn_accuracy.json",
             bn_csv=f"{LP_DIR}/fig04_bn_accuracy.csv",
             searches_json=f"{LP_DIR}/searches_by_figure.json",
-            **{name: lp_plan.figure_data_path(name) for name in lp_plan.FIGURES},
+            **{name: lp_figure_data(name) for name in LP_FIGURES},
         params:
             figures=LP["figures"],
-            searches=lp_plan.figure_searches(LP),
+            searches=lp_figure_searches(),
             fig03_fill_probability=LP_BN["example_probability"],
-            figure_names=list(lp_plan.FIGURES),
+            figure_names=list(LP_FIGURES),
             code=code_fingerprint("loss_patterns_analysis.py"),
         log:
             "results/logs/loss_patterns/analysis.log",
@@ -92,7 +108,7 @@ if study_enabled("loss_patterns"):
 
     rule loss_patterns_figure:
         input:
-            data=lambda wc: lp_plan.figure_data_path(wc.figure),
+            data=lambda wc: lp_figure_data(wc.figure),
         output:
             figure_report(f"{LP_FIGS}/{{figure}}.png"),
         params:
@@ -101,7 +117,7 @@ if study_enabled("loss_patterns"):
         log:
             "results/logs/loss_patterns/figures/{figure}.log",
         wildcard_constraints:
-            figure=_alternation(lp_plan.FIGURES),
+            figure=_alternation(list(LP_FIGURES)),
         conda:
             "../envs/lossatlas.yaml"
         script:

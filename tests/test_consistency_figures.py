@@ -123,6 +123,10 @@ def analysed(study):
     return {r["quantity"]: r for r in json.loads((tmp / "s.json").read_text())}, data
 
 
+def test_one_data_function_per_figure_file():
+    assert list(cons.FIGURE_DATA) == list(figs.FIGURES)
+
+
 @pytest.mark.parametrize("name", sorted(figs.FIGURES))
 def test_figure_renders_from_its_data(study, analysed, name):
     tmp, _ = study

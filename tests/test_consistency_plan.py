@@ -44,10 +44,12 @@ def test_hard_iterations_chain_through_the_previous_ensemble():
     assert roles["hard_final"] == plan.scores_path({"recipe": "hard", "dataset": "h3", "arch": "net"})
     assert plan.move_files(STUDY) == {"easiest": plan.index_path("me"), "hardest": plan.index_path("mh")}
     assert plan.role_ensembles(STUDY)["move_hardest"] == {"recipe": "mv", "dataset": "mh", "arch": "net"}
-    figures = plan.figures(STUDY)
-    assert figures["robustness_moves"] == ["move_easiest", "move_hardest"]
-    assert figures["fig08d_hard_dataset"] == ["hard_final", "random_subset", "main"]
-    assert figures["fig04b_speed_cross_arch"] == ["main", "small"]
+    assert plan.figure_roles(STUDY, ("moves",)) == ["move_easiest", "move_hardest"]
+    assert plan.figure_roles(STUDY, ("pair",)) == ["main", "small"]
+    assert plan.figure_roles(STUDY, ("fig02_ensemble", "linear")) == ["main", "linear"]
+    without = {k: v for k, v in STUDY.items() if k not in ("hard_dataset", "moves")}
+    assert plan.figure_roles(without, ("hard_final", "main")) is None  # no hard dataset: no Fig 8d
+    assert plan.figure_roles(without, ("moves",)) is None
 
 
 def test_check_accepts_a_consistent_study():

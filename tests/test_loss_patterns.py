@@ -251,7 +251,6 @@ def _write_search(path, picture="ring", grid=6):
 
 
 def test_analysis_writes_every_figures_data_and_every_figure_renders(tmp_path):
-    from lossatlas.analysis import loss_patterns_plan as lp_plan
     from lossatlas.figure_data import read_figure_data
     from lossatlas.figures import loss_patterns as figs
 
@@ -264,7 +263,7 @@ def test_analysis_writes_every_figures_data_and_every_figure_renders(tmp_path):
         runs[variant] = [str(tmp_path / f"{variant}.h5")]
         _write_bn_run(runs[variant][0], [0.1, 0.5], [0.9, 0.8], [0.3, 0.4], seed=0)
     figures = {"fig01a": "s1", "fig01b": "s2", "fig02": "s1", "fig05": ["s1", "s2"], "fig06": ["s2"]}
-    data = {name: str(tmp_path / f"{name}.h5") for name in lp_plan.FIGURES}
+    data = {name: str(tmp_path / f"{name}.h5") for name in figs.FIGURES}
     lp_analysis.loss_patterns_analysis(figures, searches, runs, 0.5, bn_json=str(tmp_path / "bn.json"),
                                        bn_csv=str(tmp_path / "bn.csv"), searches_json=str(tmp_path / "by.json"),
                                        figure_data=data)
@@ -273,7 +272,8 @@ def test_analysis_writes_every_figures_data_and_every_figure_renders(tmp_path):
     fig05 = read_figure_data(data["fig05_more_test_loss_surfaces"])["searches"]
     assert [fig05[k]["spec"]["picture"] for k in ("0", "1")] == ["ring", "cross"]
     assert read_figure_data(data["fig01b_test_loss_surface"])["searches"]["0"]["spec"]["picture"] == "cross"
-    for name in lp_plan.FIGURES:
+    assert list(lp_analysis.FIGURE_DATA) == list(figs.FIGURES)  # one data function per figure file
+    for name in figs.FIGURES:
         out = tmp_path / f"{name}.png"
         figs.draw(name, {"data": data[name]}, str(out))
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

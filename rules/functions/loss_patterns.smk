@@ -50,9 +50,21 @@ def lp_bn_spec(variant, seed):
 
 
 def lp_search(name):
-    return lp_plan.search_path(name)
+    return f"{LP_DIR}/searches/{name}.h5"
 
 
 
 def lp_bn_run(variant, seed):
-    return lp_plan.bn_run_path(variant, seed)
+    return f"{LP_DIR}/bn/{variant}/s{seed}.h5"
+
+
+
+def lp_figure_searches():
+    """The searches the figures name (studies.loss_patterns.figures), sorted."""
+    return sorted({n for v in LP["figures"].values() for n in ([v] if isinstance(v, str) else v)})
+
+
+
+def lp_figure_data(figure):
+    """What the analysis writes for ``figure`` and the figure job reads."""
+    return f"{LP_DIR}/figure_data/{figure}.h5"

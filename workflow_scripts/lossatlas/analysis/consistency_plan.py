@@ -84,33 +84,24 @@ def move_files(study: dict) -> dict[str, str]:
     return {which: index_path(name) for which, name in moves["datasets"].items()} if moves else {}
 
 
-def figures(study: dict) -> dict[str, list[str]]:
-    """Figure name -> the roles of the ensembles it is drawn from (the classifier figures: the main ensemble,
-    the CNN they are compared with). The names are the figure files' stems and the functions' names in
-    lossatlas/figures/consistency.py and lossatlas/analysis/consistency.py."""
-    pair = list(study["cross_pairs"][0])
-    figs = {
-        "fig01_consistency_phases": ["main"],
-        "fig02_consistency_epochs": [study["fig02_ensemble"]],
-        "fig03_consensus_phases": ["main"],
-        "fig04a_speed_two_halves": ["main"],
-        "fig04b_speed_cross_arch": pair,
-        "fig04cd_matched_epochs_2d": pair,
-        "fig05ab_linear_vs_nonlinear": ["main", "linear"],
-        "fig05c_linear_consistency": ["main", "linear"],
-        "fig06a_adaboost_groups": ["main"],
-        "fig06b_adaboost_vs_cnn": ["main"],
-        "fig07_other_classifiers": ["main"],
-        "fig08abc_random_labels": ["random_labels"],
-        "fig09_class_hierarchy": ["main"],
-        "fig10_consistency_over_time": ["main"],
-        "fig11_example_trajectories": ["main"],
-    }
-    if study.get("hard_dataset"):
-        figs["fig08d_hard_dataset"] = ["hard_final", "random_subset", "main"]
-    if study.get("moves"):
-        figs["robustness_moves"] = [f"move_{w}" for w in study["moves"]["datasets"]]
-    return figs
+def figure_roles(study: dict, sources: tuple[str, ...]) -> list[str] | None:
+    """The roles of the ensembles a figure is drawn from, given its sources in rules/consistency.smk: role
+    names, 'pair' (the first of ``cross_pairs``), 'fig02_ensemble' or 'moves' (every moved dataset). None when
+    the study lacks one of them (no hard dataset, no moves): the figure is not drawn."""
+    roles: list[str] = []
+    for source in sources:
+        if source == "pair":
+            roles += list(study["cross_pairs"][0])
+        elif source == "fig02_ensemble":
+            roles.append(study["fig02_ensemble"])
+        elif source == "moves":
+            if not study.get("moves"):
+                return None
+            roles += [f"move_{w}" for w in study["moves"]["datasets"]]
+        else:
+            roles.append(source)
+    available = role_ensembles(study)
+    return roles if all(r in available for r in roles) else None
 
 
 def figure_data_path(figure: str) -> str:

@@ -12,23 +12,22 @@ LP = study_config("loss_patterns")
 LP_DIR = "results/analysis/loss_patterns"
 LP_FIGS = "results/figures/loss_patterns"
 LP_VARIANTS = ("without_bn", "with_bn")
-# Every figure file of the study -> what it is drawn from (a key of studies.loss_patterns.figures, naming its
-# searches, or the BN experiment). The names are the functions' names in lossatlas/figures/loss_patterns.py and
-# lossatlas/analysis/loss_patterns.py.
-LP_FIGURES = {
-    "fig01a_test_loss_surface": "fig01a",
-    "fig01b_test_loss_surface": "fig01b",
-    "fig02a_picture": "fig02",
-    "fig02b_pattern_mask": "fig02",
-    "fig02c_accuracy_surface": "fig02",
-    "fig03a_random_mask": "bn_experiment",
-    "fig03b_without_bn": "bn_experiment",
-    "fig03c_with_bn": "bn_experiment",
-    "fig04a_accuracy_difference": "bn_experiment",
-    "fig04b_mean_accuracy": "bn_experiment",
-    "fig05_more_test_loss_surfaces": "fig05",
-    "fig06_train_test_surfaces": "fig06",
-}
+# Every figure file of the study; the names are the functions' names in lossatlas/figures/loss_patterns.py (which
+# draws it) and lossatlas/analysis/loss_patterns.py (which makes its data).
+LP_FIGURES = [
+    "fig01a_test_loss_surface",
+    "fig01b_test_loss_surface",
+    "fig02a_picture",
+    "fig02b_pattern_mask",
+    "fig02c_accuracy_surface",
+    "fig03a_random_mask",
+    "fig03b_without_bn",
+    "fig03c_with_bn",
+    "fig04a_accuracy_difference",
+    "fig04b_mean_accuracy",
+    "fig05_more_test_loss_surfaces",
+    "fig06_train_test_surfaces",
+]
 
 
 if study_enabled("loss_patterns"):
@@ -97,7 +96,7 @@ if study_enabled("loss_patterns"):
             figures=LP["figures"],
             searches=lp_figure_searches(),
             fig03_fill_probability=LP_BN["example_probability"],
-            figure_names=list(LP_FIGURES),
+            figure_names=LP_FIGURES,
             code=code_fingerprint("loss_patterns_analysis.py"),
         log:
             "results/logs/loss_patterns/analysis.log",
@@ -117,7 +116,7 @@ if study_enabled("loss_patterns"):
         log:
             "results/logs/loss_patterns/figures/{figure}.log",
         wildcard_constraints:
-            figure=_alternation(list(LP_FIGURES)),
+            figure=_alternation(LP_FIGURES),
         conda:
             "../envs/lossatlas.yaml"
         script:

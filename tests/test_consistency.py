@@ -10,6 +10,9 @@ import pytest
 from scipy import stats
 
 from lossatlas.analysis import consistency as cons
+from lossatlas.analysis import consistency_classifiers as cons_clf
+from lossatlas.analysis import consistency_index as cons_index
+from lossatlas.analysis import consistency_scores as cons_scores
 
 # 4 members, 2 checkpoints, 3 examples with labels (0, 1, 2).
 PRED = np.array(
@@ -25,54 +28,54 @@ Y = np.array([0, 1, 2])
 
 
 def test_consistency_hand_computed():
-    c = cons.consistency_scores(PRED, Y)
+    c = cons_scores.consistency_scores(PRED, Y)
     np.testing.assert_allclose(c, [[3 / 4, 1 / 4, 0.0], [1.0, 1.0, 2 / 4]])
 
 
 def test_consistency_leaves_out_invalid_members():
     valid = np.ones((4, 2), dtype=bool)
     valid[2, 1] = False  # member 2 diverged before checkpoint 1
-    c = cons.consistency_scores(PRED, Y, valid)
+    c = cons_scores.consistency_scores(PRED, Y, valid)
     np.testing.assert_allclose(c[1], [1.0, 1.0, 2 / 3])
     np.testing.assert_allclose(c[0], [3 / 4, 1 / 4, 0.0])
 
 
 def test_consensus_hand_computed():
-    s = cons.consensus_scores(PRED, 3)
+    s = cons_scores.consensus_scores(PRED, 3)
     # checkpoint 0: ex0 labels (0,0,1,0) -> 3/4; ex1 (1,2,2,0) -> 2/4; ex2 all 1 -> 1 (agree while wrong)
     # checkpoint 1: ex0 all 0 -> 1; ex1 all 1 -> 1; ex2 (2,2,0,1) -> 2/4
     np.testing.assert_allclose(s, [[3 / 4, 2 / 4, 1.0], [1.0, 1.0, 2 / 4]])
-    np.testing.assert_array_equal(cons.modal_labels(PRED, 3), [[0, 2, 1], [0, 1, 2]])
+    np.testing.assert_array_equal(cons_scores.modal_labels(PRED, 3), [[0, 2, 1], [0, 1, 2]])
 
 
 def test_bimodality_two_point_is_zero():
     for p in (0.5, 0.1, 0.93):
         x = np.r_[np.zeros(int(1000 * (1 - p))), np.ones(int(1000 * p))]
-        assert cons.pearson_bimodality(x) == pytest.approx(0.0, abs=1e-9)
+        assert cons_scores.pearson_bimodality(x) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_bimodality_matches_scipy_moments():
     rng = np.random.default_rng(0)
     for x in (rng.random(500), rng.normal(size=800), rng.beta(0.3, 0.5, size=300)):
         expect = stats.kurtosis(x, fisher=False, bias=True) - stats.skew(x, bias=True) ** 2 - 1
-        assert cons.pearson_bimodality(x) == pytest.approx(expect, rel=1e-10)
+        assert cons_scores.pearson_bimodality(x) == pytest.approx(expect, rel=1e-10)
     # reference values: uniform 0.8, Gaussian 2
-    assert cons.pearson_bimodality(rng.random(200_000)) == pytest.approx(0.8, abs=0.01)
-    assert cons.pearson_bimodality(rng.normal(size=200_000)) == pytest.approx(2.0, abs=0.05)
+    assert cons_scores.pearson_bimodality(rng.random(200_000)) == pytest.approx(0.8, abs=0.01)
+    assert cons_scores.pearson_bimodality(rng.normal(size=200_000)) == pytest.approx(2.0, abs=0.05)
 
 
 def test_bimodality_undefined_for_constant():
-    assert math.isnan(cons.pearson_bimodality(np.ones(50)))
+    assert math.isnan(cons_scores.pearson_bimodality(np.ones(50)))
 
 
 def test_speed_of_learning_uses_whole_epochs_only():
     epochs = np.array([0.0, 0.5, 1.0, 2.0, 3.0])
     c = np.array([[0.2, 0.2], [0.9, 0.0], [0.0, 1.0], [0.5, 1.0], [1.0, 1.0]])
-    np.testing.assert_allclose(cons.speed_of_learning(c, epochs), [0.5, 1.0])
+    np.testing.assert_allclose(cons_scores.speed_of_learning(c, epochs), [0.5, 1.0])
 
 
 def test_split_halves_disjoint():
-    a, b = cons.split_halves(27)
+    a, b = cons_scores.split_halves(27)
     assert len(a) == len(b) == 13 and not set(a) & set(b)
 
 
@@ -101,8 +104,8 @@ def test_iterative_removal_keeps_exact_fraction():
         removed_all: list[int] = []
         for it in range(1, steps + 1):
             speed = rng.random(len(current))
-            count = cons.removal_count(len(current), n0, it, steps, 0.2)
-            removed = cons.rank_easiest_first(current, speed)[:count]
+            count = cons_index.removal_count(len(current), n0, it, steps, 0.2)
+            removed = cons_index.rank_easiest_first(current, speed)[:count]
             # the removed are the easiest of the current set
             assert speed[np.isin(current, removed)].min() >= speed[~np.isin(current, removed)].max()
             removed_all.extend(removed)
@@ -114,15 +117,15 @@ def test_iterative_removal_keeps_exact_fraction():
 def test_moved_ids():
     ids = np.arange(100, 140)
     speed = np.linspace(0, 1, 40)
-    assert list(cons.moved_ids(ids, speed, 0.1, "easiest", 0)) == list(range(136, 140))
-    assert list(cons.moved_ids(ids, speed, 0.1, "hardest", 0)) == [100, 101, 102, 103]
-    rnd = cons.moved_ids(ids, speed, 0.1, "random", 3)
+    assert list(cons_index.moved_ids(ids, speed, 0.1, "easiest", 0)) == list(range(136, 140))
+    assert list(cons_index.moved_ids(ids, speed, 0.1, "hardest", 0)) == [100, 101, 102, 103]
+    rnd = cons_index.moved_ids(ids, speed, 0.1, "random", 3)
     assert len(rnd) == 4 and set(rnd) <= set(ids)
-    np.testing.assert_array_equal(rnd, cons.moved_ids(ids, speed, 0.1, "random", 3))
+    np.testing.assert_array_equal(rnd, cons_index.moved_ids(ids, speed, 0.1, "random", 3))
 
 
 def test_tercile_groups():
-    g = cons.tercile_groups(np.array([0.9, 0.1, 0.5, 0.2, 0.8, 0.6]))
+    g = cons_clf.tercile_groups(np.array([0.9, 0.1, 0.5, 0.2, 0.8, 0.6]))
     np.testing.assert_array_equal(g, [2, 0, 1, 0, 2, 1])
 
 
@@ -148,25 +151,25 @@ def test_ensemble_scores_stacks_blocks(tmp_path):
     _write_metrics(tmp_path / "b.h5", [3, 4, 5], pred_tr[3:], pred_te[3:], y_tr, y_te, epochs)
     _write_metrics(tmp_path / "a.h5", [0, 1, 2], pred_tr[:3], pred_te[:3], y_tr, y_te, epochs)
     out = tmp_path / "scores.h5"
-    cons.ensemble_scores([tmp_path / "b.h5", tmp_path / "a.h5"], out, label="x")
-    s = cons.read_scores(out)
+    cons_scores.ensemble_scores([tmp_path / "b.h5", tmp_path / "a.h5"], out, label="x")
+    s = cons_scores.read_scores(out)
     np.testing.assert_array_equal(s["members"], np.arange(6))
-    np.testing.assert_allclose(s["test"]["consistency"], cons.consistency_scores(pred_te, y_te), rtol=1e-6)
-    c_a = cons.consistency_scores(pred_tr[:3], y_tr)
+    np.testing.assert_allclose(s["test"]["consistency"], cons_scores.consistency_scores(pred_te, y_te), rtol=1e-6)
+    c_a = cons_scores.consistency_scores(pred_tr[:3], y_tr)
     np.testing.assert_allclose(s["train"]["speed_half_a"], c_a[2:].mean(axis=0))
-    assert s["test"]["bimodality"][0] == pytest.approx(cons.pearson_bimodality(s["test"]["consistency"][0]),
+    assert s["test"]["bimodality"][0] == pytest.approx(cons_scores.pearson_bimodality(s["test"]["consistency"][0]),
                                                        rel=1e-5)
     # index lists from these scores
     n_path = tmp_path / "orig.h5"
     with h5py.File(n_path, "w") as f:
         f["train/y"] = np.zeros(40)
-    cons.index_list("remove", out, tmp_path / "rm.txt", original_dataset=n_path, iteration=1, steps=2,
+    cons_index.index_list("remove", out, tmp_path / "rm.txt", original_dataset=n_path, iteration=1, steps=2,
                     keep_fraction=0.5)
-    removed = cons.read_ids(tmp_path / "rm.txt")
+    removed = cons_index.read_ids(tmp_path / "rm.txt")
     assert len(removed) == 30 - 30  # 40 -> target 30 after step 1 of 2 (keep 20): the 30 current stay
-    cons.index_list("remove", out, tmp_path / "rm2.txt", original_dataset=n_path, iteration=2, steps=2,
+    cons_index.index_list("remove", out, tmp_path / "rm2.txt", original_dataset=n_path, iteration=2, steps=2,
                     keep_fraction=0.5)
-    assert len(cons.read_ids(tmp_path / "rm2.txt")) == 10
+    assert len(cons_index.read_ids(tmp_path / "rm2.txt")) == 10
 
 
 def test_move_index_lists_from_scores(tmp_path):
@@ -178,13 +181,13 @@ def test_move_index_lists_from_scores(tmp_path):
                         for m in range(10)])
     _write_metrics(tmp_path / "m.h5", list(range(10)), pred_tr, rng.integers(0, 3, (10, 3, 10)), y_tr, y_te,
                    epochs)
-    cons.ensemble_scores([tmp_path / "m.h5"], tmp_path / "s.h5")
+    cons_scores.ensemble_scores([tmp_path / "m.h5"], tmp_path / "s.h5")
     for which, expect in (("easiest", [36, 37, 38, 39]), ("hardest", [0, 1, 2, 3])):
-        cons.index_list(f"move_{which}", tmp_path / "s.h5", tmp_path / f"{which}.txt",
+        cons_index.index_list(f"move_{which}", tmp_path / "s.h5", tmp_path / f"{which}.txt",
                         original_dataset=tmp_path / "unused.h5", fraction=0.1)
-        assert list(cons.read_ids(tmp_path / f"{which}.txt")) == expect
+        assert list(cons_index.read_ids(tmp_path / f"{which}.txt")) == expect
     with pytest.raises(ValueError, match="unknown kind"):
-        cons.index_list("shuffle", tmp_path / "s.h5", tmp_path / "x.txt", original_dataset=tmp_path / "u.h5")
+        cons_index.index_list("shuffle", tmp_path / "s.h5", tmp_path / "x.txt", original_dataset=tmp_path / "u.h5")
 
 
 @pytest.mark.slow

@@ -42,7 +42,14 @@ def test_hard_iterations_chain_through_the_previous_ensemble():
     assert p["mh"]["kind"] == "move_hardest"
     roles = plan.role_scores(STUDY)
     assert roles["hard_final"] == plan.scores_path({"recipe": "hard", "dataset": "h3", "arch": "net"})
-    assert plan.figure_inputs(STUDY, "robustness_moves")["index_easiest"] == plan.index_path("me")
+    assert plan.move_files(STUDY) == {"easiest": plan.index_path("me"), "hardest": plan.index_path("mh")}
+    assert plan.role_ensembles(STUDY)["move_hardest"] == {"recipe": "mv", "dataset": "mh", "arch": "net"}
+    assert plan.figure_roles(STUDY, ("moves",)) == ["move_easiest", "move_hardest"]
+    assert plan.figure_roles(STUDY, ("pair",)) == ["main", "small"]
+    assert plan.figure_roles(STUDY, ("fig02_ensemble", "linear")) == ["main", "linear"]
+    without = {k: v for k, v in STUDY.items() if k not in ("hard_dataset", "moves")}
+    assert plan.figure_roles(without, ("hard_final", "main")) is None  # no hard dataset: no Fig 8d
+    assert plan.figure_roles(without, ("moves",)) is None
 
 
 def test_check_accepts_a_consistent_study():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lossatlas.analysis import loss_patterns as lp
+from lossatlas.analysis import loss_patterns as lp_analysis
+from lossatlas.analysis import loss_patterns_mpo as lp
 
 torch.set_num_threads(1)
 
@@ -218,7 +219,7 @@ def test_bn_summary_means_and_stds_by_hand(tmp_path):
             path = tmp_path / f"{variant}_{seed}.h5"
             _write_bn_run(path, fills, black, white, seed)
             paths[variant].append(str(path))
-    s = lp.summarize_bn_experiment(paths["without_bn"], paths["with_bn"], str(tmp_path / "s.json"),
+    s = lp_analysis.summarize_bn_experiment(paths["without_bn"], paths["with_bn"], str(tmp_path / "s.json"),
                                    str(tmp_path / "s.csv"))
     # without BN, p = 0.1: Δ = 0.7 and 0.5 → mean 0.6, sample std √0.02.
     assert s["without_bn"]["delta_mean"][0] == pytest.approx(0.6)
@@ -235,7 +236,7 @@ def _write_search(path, picture="ring", grid=6):
     rng = np.random.default_rng(0)
     summary = {"test": {"acc_black": 0.9, "acc_white": 0.2, "acc_gap": 0.7, "ce_black": 0.3, "ce_white": 3.0},
                "train": {"acc_black": 0.9, "acc_white": 0.2, "acc_gap": 0.7, "ce_black": 0.3, "ce_white": 3.0},
-               "train_test_log_ce_pearson": 0.95}
+               "train_test_log_ce_pearson": 0.95, "search": picture, "final_scale": 0.1}
     with h5py.File(path, "w") as f:
         f.attrs["spec"] = json.dumps({"picture": picture, "grid": grid, "dataset": "digits",
                                       "architecture": {"name": "lp_mlp"}})
@@ -249,29 +250,37 @@ def _write_search(path, picture="ring", grid=6):
         f["log/objective"] = np.zeros(3)
 
 
-def test_every_figure_renders_from_analysis_files(tmp_path):
+def test_analysis_writes_every_figures_data_and_every_figure_renders(tmp_path):
+    from lossatlas.figure_data import read_figure_data
     from lossatlas.figures import loss_patterns as figs
 
-    search = str(tmp_path / "search.h5")
-    _write_search(search)
+    searches = {}
+    for name, picture in (("s1", "ring"), ("s2", "cross")):
+        searches[name] = str(tmp_path / f"{name}.h5")
+        _write_search(searches[name], picture)
     runs = {}
     for variant in ("without_bn", "with_bn"):
-        runs[variant] = str(tmp_path / f"{variant}.h5")
-        _write_bn_run(runs[variant], [0.1, 0.5], [0.9, 0.8], [0.3, 0.4], seed=0)
-    summary = tmp_path / "summary.json"
-    lp.summarize_bn_experiment([runs["without_bn"]], [runs["with_bn"]], str(summary), str(tmp_path / "s.csv"))
-    out = {p: str(tmp_path / f"{p}.png") for p in "abc"}
-    figs.fig01_test_loss_surfaces({"a": search, "b": search}, {"a": out["a"], "b": out["b"]}, {})
-    figs.fig02_pattern_to_accuracy_surface({"search": search}, out, {})
-    figs.fig03_random_mask_without_with_bn(runs, out, {"fill_probability": 0.5})
-    figs.fig04_bn_accuracy({"summary": str(summary)}, {"a": out["a"], "b": out["b"]}, {})
-    figs.fig05_more_test_loss_surfaces({"searches": [search, search]}, {"a": out["a"]}, {})
-    figs.fig06_train_test_surfaces({"searches": [search]}, {"a": out["a"]}, {})
-    for path in out.values():
-        with open(path, "rb") as fh:
-            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        runs[variant] = [str(tmp_path / f"{variant}.h5")]
+        _write_bn_run(runs[variant][0], [0.1, 0.5], [0.9, 0.8], [0.3, 0.4], seed=0)
+    figures = {"fig01a": "s1", "fig01b": "s2", "fig02": "s1", "fig05": ["s1", "s2"], "fig06": ["s2"]}
+    data = {name: str(tmp_path / f"{name}.h5") for name in figs.FIGURES}
+    lp_analysis.loss_patterns_analysis(figures, searches, runs, 0.5, bn_json=str(tmp_path / "bn.json"),
+                                       bn_csv=str(tmp_path / "bn.csv"), searches_json=str(tmp_path / "by.json"),
+                                       figure_data=data)
+    fig03 = read_figure_data(data["fig03b_without_bn"])
+    assert fig03["fill_probability"] == 0.5 and fig03["without_bn"]["acc_black"] == pytest.approx(0.8)
+    fig05 = read_figure_data(data["fig05_more_test_loss_surfaces"])["searches"]
+    assert [fig05[k]["spec"]["picture"] for k in ("0", "1")] == ["ring", "cross"]
+    assert read_figure_data(data["fig01b_test_loss_surface"])["searches"]["0"]["spec"]["picture"] == "cross"
+    assert list(lp_analysis.FIGURE_DATA) == list(figs.FIGURES)  # one data function per figure file
+    for name in figs.FIGURES:
+        out = tmp_path / f"{name}.png"
+        figs.draw(name, {"data": data[name]}, str(out))
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no run at fill probability"):
-        figs.fig03_random_mask_without_with_bn(runs, out, {"fill_probability": 0.3})
+        lp_analysis.loss_patterns_analysis(figures, searches, runs, 0.3, bn_json=str(tmp_path / "bn.json"),
+                                           bn_csv=str(tmp_path / "bn.csv"),
+                                           searches_json=str(tmp_path / "by.json"), figure_data=data)
 
 
 # ------------------------------------------------------------------------------------ with the real models
@@ -330,6 +339,6 @@ def test_search_and_bn_jobs_end_to_end(tmp_path):
     with h5py.File(paths["without_bn"]) as f, h5py.File(paths["with_bn"]) as g:
         np.testing.assert_array_equal(f["masks"][()], g["masks"][()])  # same random masks for both models
         assert f["test_acc"].shape == (2, 4, 4) and f["acc_black"].shape == (2,)
-    s = lp.summarize_bn_experiment([paths["without_bn"]], [paths["with_bn"]], str(tmp_path / "b.json"),
+    s = lp_analysis.summarize_bn_experiment([paths["without_bn"]], [paths["with_bn"]], str(tmp_path / "b.json"),
                                    str(tmp_path / "b.csv"))
     assert s["fill_probabilities"] == [0.3, 0.5] and np.isnan(s["with_bn"]["delta_std"]).all()  # one run

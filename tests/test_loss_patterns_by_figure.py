@@ -1,4 +1,4 @@
-"""The loss_patterns search summaries keyed by paper figure (lossatlas/analysis/loss_patterns_by_figure.py)."""
+"""The loss_patterns search summaries keyed by paper figure (lossatlas/analysis/loss_patterns.py)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,18 @@ import json
 
 import pytest
 
-from lossatlas.analysis.loss_patterns_by_figure import searches_by_figure
+from lossatlas.analysis.loss_patterns import searches_by_figure
 
 
-def _summary(tmp_path, name: str, gap: float, pearson: float, scale: float) -> str:
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"search": name, "picture": "ring", "dataset": "d", "grid": 8,
-                                "final_scale": scale, "train_test_log_ce_pearson": pearson, "n_weights": 10,
-                                "train": {"acc_gap": gap + 0.01}, "test": {"acc_gap": gap}}))
-    return str(path)
+def _summary(name: str, gap: float, pearson: float, scale: float) -> dict:
+    return {"search": name, "picture": "ring", "dataset": "d", "grid": 8, "final_scale": scale,
+            "train_test_log_ce_pearson": pearson, "n_weights": 10, "train": {"acc_gap": gap + 0.01},
+            "test": {"acc_gap": gap}}
 
 
 def test_figures_map_to_their_searches_with_minima_over_lists(tmp_path):
-    paths = {"a": _summary(tmp_path, "a", 0.8, 0.99, 0.2), "b": _summary(tmp_path, "b", 0.6, 0.95, 0.3),
-             "c": _summary(tmp_path, "c", 0.7, 0.90, 0.4)}
+    paths = {"a": _summary("a", 0.8, 0.99, 0.2), "b": _summary("b", 0.6, 0.95, 0.3),
+             "c": _summary("c", 0.7, 0.90, 0.4)}
     figures = {"fig01a": "a", "fig02": "b", "fig05": ["a", "b", "c"], "fig06": ["c"]}
     out = tmp_path / "by_figure.json"
     searches_by_figure(figures, paths, out)
@@ -38,7 +36,5 @@ def test_a_figure_naming_a_search_without_summary_is_an_error(tmp_path):
 
 
 def test_a_summary_without_the_numbers_is_an_error(tmp_path):
-    path = tmp_path / "a.json"
-    path.write_text(json.dumps({"search": "a", "test": {"acc_gap": 0.5}}))
     with pytest.raises(ValueError, match="lacks"):
-        searches_by_figure({"fig01a": "a"}, {"a": str(path)}, tmp_path / "x.json")
+        searches_by_figure({"fig01a": "a"}, {"a": {"search": "a", "test": {"acc_gap": 0.5}}}, tmp_path / "x.json")

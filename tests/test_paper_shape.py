@@ -17,6 +17,8 @@ PAPERS = [
     ("universality", "UNI_FIGURES"),
     ("normalized_loss", "NL_FIGURES"),
     ("embedding", "EMB_FIGURES"),
+    ("consistency", "CONS_FIGURES"),
+    ("loss_patterns", "LP_FIGURES"),
 ]
 
 

@@ -127,7 +127,7 @@ def test_universality_curves_leave_out_invalid_checkpoints(runs):
 
 
 def test_consistency_counts_only_valid_members(runs, tmp_path):
-    from lossatlas.analysis.consistency import ensemble_scores
+    from lossatlas.analysis.consistency_scores import ensemble_scores
 
     out = tmp_path / "scores.h5"
     ensemble_scores([runs["good"] / "metrics.h5", runs["diverging"] / "metrics.h5"], out, label="mixed")

@@ -1,13 +1,6 @@
 # Functions of rules/consistency.smk (kept apart from the rules, as `snakemake --lint` asks); included just before it.
 
 
-def cons_code(*functions):
-    """Hashes of the analysis functions that a job executes - editing the figure or table code does not re-derive the
-    hard / moved datasets (which would retrain their ensembles)."""
-    return [source_hash(CONS_LIB, f) for f in functions]
-
-
-
 def _cons_index_scores(wc):
     plan = cons_plan.index_plan(CONS)
     if wc.name not in plan:

@@ -59,6 +59,12 @@ def lp_bn_run(variant, seed):
 
 
 
-def lp_figure_params(function):
-    return {"function": function, "code": source_hash(LP_FIG_LIB, function),
-            "caption": figure_caption(LP_FIGURE_OUTPUTS[function[:5]].values())}
+def lp_figure_searches():
+    """The searches the figures name (studies.loss_patterns.figures), sorted."""
+    return sorted({n for v in LP["figures"].values() for n in ([v] if isinstance(v, str) else v)})
+
+
+
+def lp_figure_data(figure):
+    """What the analysis writes for ``figure`` and the figure job reads."""
+    return f"{LP_DIR}/figure_data/{figure}.h5"

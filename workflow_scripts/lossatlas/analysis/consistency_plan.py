@@ -58,22 +58,25 @@ def index_plan(study: dict) -> dict[str, dict]:
     return plan
 
 
-def role_scores(study: dict) -> dict[str, str]:
-    """Every scores file the table and figures read, by role: the named ensembles, 'hard_final',
+def role_ensembles(study: dict) -> dict[str, dict]:
+    """Every ensemble the table and figures read, by role: the named ensembles, 'hard_final',
     'random_subset' and 'move_<which>'."""
     main = ensemble(study, "main")
-    roles = {name: scores_path(ens) for name, ens in study["ensembles"].items()}
+    roles = dict(study["ensembles"])
     hard = study.get("hard_dataset")
     if hard:
-        roles["hard_final"] = scores_path({"recipe": hard["recipe"], "dataset": hard["datasets"][-1],
-                                           "arch": main["arch"]})
-        roles["random_subset"] = scores_path({"recipe": hard["recipe"], "dataset": hard["random_dataset"],
-                                              "arch": main["arch"]})
+        roles["hard_final"] = {"recipe": hard["recipe"], "dataset": hard["datasets"][-1], "arch": main["arch"]}
+        roles["random_subset"] = {"recipe": hard["recipe"], "dataset": hard["random_dataset"], "arch": main["arch"]}
     moves = study.get("moves")
     if moves:
         for which, name in moves["datasets"].items():
-            roles[f"move_{which}"] = scores_path({"recipe": moves["recipe"], "dataset": name, "arch": main["arch"]})
+            roles[f"move_{which}"] = {"recipe": moves["recipe"], "dataset": name, "arch": main["arch"]}
     return roles
+
+
+def role_scores(study: dict) -> dict[str, str]:
+    """The scores file of every role (:func:`role_ensembles`)."""
+    return {role: scores_path(ens) for role, ens in role_ensembles(study).items()}
 
 
 def move_files(study: dict) -> dict[str, str]:
@@ -81,50 +84,29 @@ def move_files(study: dict) -> dict[str, str]:
     return {which: index_path(name) for which, name in moves["datasets"].items()} if moves else {}
 
 
-def figures(study: dict) -> dict[str, tuple[dict, list[str]]]:
-    """Figure name -> (input key -> role, None = classifiers.h5; the ``figures:`` options it uses)."""
-    pair = study["cross_pairs"][0]
-    figs: dict[str, tuple[dict, list[str]]] = {
-        "fig01_consistency_phases": ({"main": "main"}, ["phase_epochs"]),
-        "fig02_consistency_epochs": ({"ensemble": study["fig02_ensemble"]}, ["fig02_epochs"]),
-        "fig03_consensus_phases": ({"main": "main"}, ["phase_epochs"]),
-        "fig04a_speed_two_halves": ({"main": "main"}, ["speed_split"]),
-        "fig04b_speed_cross_arch": ({"a": pair[0], "b": pair[1]}, ["speed_split"]),
-        "fig04cd_matched_epochs_2d": ({"a": pair[0], "b": pair[1]},
-                                      ["matched_accuracies", "match_tolerance", "match_split", "saturation"]),
-        "fig05ab_linear_vs_nonlinear": ({"main": "main", "linear": "linear"}, ["fig05_epochs"]),
-        "fig05c_linear_consistency": ({"main": "main", "linear": "linear"}, []),
-        "fig06a_adaboost_groups": ({"classifiers": None}, []),
-        "fig06b_adaboost_vs_cnn": ({"classifiers": None}, []),
-        "fig07_other_classifiers": ({"classifiers": None}, []),
-        "fig08abc_random_labels": ({"random_labels": "random_labels"}, ["fig08_epochs"]),
-        "fig09_class_hierarchy": ({"main": "main"}, ["phase_epochs", "fig09_epochs"]),
-        "fig10_consistency_over_time": ({"main": "main"}, []),
-        "fig11_example_trajectories": ({"main": "main"}, []),
-    }
-    if study.get("hard_dataset"):
-        figs["fig08d_hard_dataset"] = ({"hard_final": "hard_final", "random_subset": "random_subset",
-                                        "main": "main"}, [])
-    if study.get("moves"):
-        figs["robustness_moves"] = ({f"move_{w}": f"move_{w}" for w in study["moves"]["datasets"]}, [])
-    return figs
+def figure_roles(study: dict, sources: tuple[str, ...]) -> list[str] | None:
+    """The roles of the ensembles a figure is drawn from, given its sources in rules/consistency.smk: role
+    names, 'pair' (the first of ``cross_pairs``), 'fig02_ensemble' or 'moves' (every moved dataset). None when
+    the study lacks one of them (no hard dataset, no moves): the figure is not drawn."""
+    roles: list[str] = []
+    for source in sources:
+        if source == "pair":
+            roles += list(study["cross_pairs"][0])
+        elif source == "fig02_ensemble":
+            roles.append(study["fig02_ensemble"])
+        elif source == "moves":
+            if not study.get("moves"):
+                return None
+            roles += [f"move_{w}" for w in study["moves"]["datasets"]]
+        else:
+            roles.append(source)
+    available = role_ensembles(study)
+    return roles if all(r in available for r in roles) else None
 
 
-def figure_inputs(study: dict, figure: str) -> dict[str, str]:
-    figs = figures(study)
-    if figure not in figs:
-        raise PlanError(f"{figure} is not a figure of the consistency study")
-    roles = role_scores(study)
-    inputs = {key: f"{ANALYSIS_DIR}/classifiers.h5" if role is None else roles[role]
-              for key, role in figs[figure][0].items()}
-    if figure == "robustness_moves":
-        inputs.update({f"index_{w}": p for w, p in move_files(study).items()})
-    return inputs
-
-
-def figure_options(study: dict, figure: str) -> dict:
-    roles, keys = figures(study)[figure]
-    return {**{k: study["figures"][k] for k in keys}, "roles": dict(roles)}
+def figure_data_path(figure: str) -> str:
+    """What the analysis writes for ``figure`` and the figure job reads."""
+    return f"{ANALYSIS_DIR}/figure_data/{figure}.h5"
 
 
 def check(study: dict, datasets: dict, combos: Callable[[str, str, str], set]) -> list[str]:

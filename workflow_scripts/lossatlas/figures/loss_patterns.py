@@ -1,47 +1,26 @@
-"""Figures 1-6 of Skorokhodov & Burtsev, *Loss Patterns of Neural Networks* (papers/loss_patterns_mpo.txt),
-drawn from the study's analysis outputs only: searches/<name>.h5, bn/<model>/s<seed>.h5 and
-fig04_bn_accuracy.json (see lossatlas/analysis/loss_patterns.py for their contents).
-
-Every function is ``figNN_<what>(inputs, outputs, options)``: ``inputs`` maps the role names of
-rules/loss_patterns.smk to files, ``outputs`` maps panel letters to PNG paths (one file per panel), ``options``
-holds the figure's settings. No torch here: figure jobs stay cheap.
+"""Figures 1-6 of Skorokhodov & Burtsev, *Loss Patterns of Neural Networks* (papers/loss_patterns_mpo.txt), one
+function per figure file, named by the file's stem. Each takes ``(inputs, output)``: ``inputs["data"]`` is what
+the analysis wrote for it (results/analysis/loss_patterns/figure_data/<figure>.h5, made by the function of the
+same name in lossatlas/analysis/loss_patterns.py); ``output`` is the PNG path. Drawing only: no torch, no analysis.
 """
 
 from __future__ import annotations
 
-import json
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
 
-import h5py
-import matplotlib
+from lossatlas.figure_data import read_figure_data
+from lossatlas.figures.common import dispatch, save
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-
-from lossatlas.io import atomic_path  # noqa: E402
-
-DPI = 110
 PAPER = "Skorokhodov & Burtsev"
 BLUE, RED = "#1f77b4", "#d62728"
 
 
-def _save(fig, out_path: str) -> None:
-    fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
-
-
-def read_search(path: str) -> dict:
-    """A search file as plain arrays: picture, mask, train/test ce and acc maps, log, spec and summary."""
-    with h5py.File(path, "r") as f:
-        out = {"spec": json.loads(f.attrs["spec"]), "summary": json.loads(f.attrs["summary"]),
-               "picture": f["picture"][()], "mask": f["mask"][()]}
-        for split in ("train", "test"):
-            out[split] = {k: f[f"{split}/{k}"][()] for k in ("ce", "acc")}
-        out["log"] = {k: f[f"log/{k}"][()] for k in f["log"]}
-    return out
+def _searches(inputs) -> list[dict]:
+    """The figure's searches in figure order."""
+    groups = read_figure_data(inputs["data"])["searches"]
+    return [groups[str(i)] for i in range(len(groups))]
 
 
 def _describe(search: dict) -> str:
@@ -81,90 +60,107 @@ def _stats(search: dict, split: str) -> str:
             f"CE black {s['ce_black']:.2f} / white {s['ce_white']:.2f}")
 
 
-def fig01_test_loss_surfaces(inputs: dict, outputs: dict, options: dict) -> None:
+def _fig01(inputs, output: str, panel: str, role: str) -> None:
     """Fig 1a (FashionMNIST role) and 1b (CIFAR-10 role): test loss over the found plane, log colour scale."""
-    for panel, role in (("a", "FashionMNIST role"), ("b", "CIFAR-10 role")):
-        search = read_search(inputs[panel])
-        fig, ax = plt.subplots(figsize=(6.2, 4.8))
-        _surface(fig, ax, search["test"]["ce"], "ce",
-                 f"{PAPER} Fig 1{panel} ({role}): test loss on the MPO plane\n{_describe(search)}\n"
-                 f"{_stats(search, 'test')}")
-        _save(fig, outputs[panel])
+    (search,) = _searches(inputs)
+    fig, ax = plt.subplots(figsize=(6.2, 4.8))
+    _surface(fig, ax, search["test"]["ce"], "ce",
+             f"{PAPER} Fig 1{panel} ({role}): test loss on the MPO plane\n{_describe(search)}\n"
+             f"{_stats(search, 'test')}")
+    save(fig, output)
 
 
-def fig02_pattern_to_accuracy_surface(inputs: dict, outputs: dict, options: dict) -> None:
-    """Fig 2: (a) the picture, (b) its down-sampled binary parametrisation, (c) the found accuracy surface
-    (test set; the paper does not say which split)."""
-    search = read_search(inputs["search"])
-    grid = search["spec"]["grid"]
+def fig01a_test_loss_surface(inputs, output: str) -> None:
+    _fig01(inputs, output, "a", "FashionMNIST role")
+
+
+def fig01b_test_loss_surface(inputs, output: str) -> None:
+    _fig01(inputs, output, "b", "CIFAR-10 role")
+
+
+def fig02a_picture(inputs, output: str) -> None:
+    """Fig 2a: the picture the pattern is made from."""
+    (search,) = _searches(inputs)
     fig, ax = plt.subplots(figsize=(4.6, 4.8))
     _mask_image(ax, search["picture"], f"{PAPER} Fig 2a: original picture '{search['spec']['picture']}'\n"
                 f"({search['picture'].shape[0]}×{search['picture'].shape[1]}, drawn by the pipeline)")
-    _save(fig, outputs["a"])
+    save(fig, output)
+
+
+def fig02b_pattern_mask(inputs, output: str) -> None:
+    """Fig 2b: the picture's down-sampled binary parametrisation."""
+    (search,) = _searches(inputs)
+    grid = search["spec"]["grid"]
     fig, ax = plt.subplots(figsize=(4.6, 4.8))
     _mask_image(ax, search["mask"], f"{PAPER} Fig 2b: pattern down-sampled to {grid}×{grid}\n"
                 "(black = low-loss cell, white = high-loss cell)")
-    _save(fig, outputs["b"])
+    save(fig, output)
+
+
+def fig02c_accuracy_surface(inputs, output: str) -> None:
+    """Fig 2c: the found accuracy surface (test set; the paper does not say which split)."""
+    (search,) = _searches(inputs)
     fig, ax = plt.subplots(figsize=(6.2, 4.8))
     _surface(fig, ax, search["test"]["acc"], "acc",
              f"{PAPER} Fig 2c: test accuracy on the found plane\n{_describe(search)}\n{_stats(search, 'test')}")
-    _save(fig, outputs["c"])
+    save(fig, output)
 
 
-def _bn_run(path: str, fill_probability: float) -> dict:
-    with h5py.File(path, "r") as f:
-        fills = f["fill_probabilities"][()]
-        i = int(np.argmin(np.abs(fills - fill_probability)))
-        if abs(fills[i] - fill_probability) > 1e-9:
-            raise ValueError(f"{path}: no run at fill probability {fill_probability} (has {fills.tolist()})")
-        spec = json.loads(f.attrs["spec"])
-        return {"spec": spec, "mask": f["masks"][i], "ce": f["test_ce"][i], "acc": f["test_acc"][i],
-                "acc_black": float(f["acc_black"][i]), "acc_white": float(f["acc_white"][i])}
-
-
-def fig03_random_mask_without_with_bn(inputs: dict, outputs: dict, options: dict) -> None:
-    """Fig 3: (a) a random mask with fill probability p (0.5 in the paper), (b, c) the test loss surfaces the
-    models without and with BN found for it (the paper does not say loss or accuracy; loss, log scale, as in
-    Fig 1; the black/white accuracies of Fig 4 are in the titles)."""
-    p = float(options["fill_probability"])
-    runs = {v: _bn_run(inputs[v], p) for v in ("without_bn", "with_bn")}
-    mask = runs["without_bn"]["mask"]
-    if not np.array_equal(mask, runs["with_bn"]["mask"]):
-        raise ValueError("fig03: the runs without and with BN were fitted to different masks")
+def fig03a_random_mask(inputs, output: str) -> None:
+    """Fig 3a: a random mask with fill probability p (0.5 in the paper)."""
+    d = read_figure_data(inputs["data"])
+    mask, p = d["without_bn"]["mask"], d["fill_probability"]
     size = mask.shape[0]
     fig, ax = plt.subplots(figsize=(4.6, 4.8))
     _mask_image(ax, mask, f"{PAPER} Fig 3a: random {size}×{size} mask, fill probability {p:g}\n"
-                f"(black = low-loss cell; run seed {runs['without_bn']['spec']['seed']})")
-    _save(fig, outputs["a"])
-    for panel, variant, words in (("b", "without_bn", "without BN"), ("c", "with_bn", "with BN")):
-        run = runs[variant]
-        fig, ax = plt.subplots(figsize=(6.2, 4.8))
-        _surface(fig, ax, run["ce"], "ce",
-                 f"{PAPER} Fig 3{panel}: MPO result {words} ({run['spec']['architecture']['name']})\n"
-                 f"test loss; test acc black {run['acc_black']:.2f} / white {run['acc_white']:.2f} "
-                 f"(Δ = {run['acc_black'] - run['acc_white']:.2f})")
-        _save(fig, outputs[panel])
+                f"(black = low-loss cell; run seed {d['without_bn']['spec']['seed']})")
+    save(fig, output)
 
 
-def fig04_bn_accuracy(inputs: dict, outputs: dict, options: dict) -> None:
+def _fig03_surface(inputs, output: str, panel: str, variant: str, words: str) -> None:
+    """Fig 3b, c: the test loss surface the model without / with BN found for Fig 3a's mask (the paper does not
+    say loss or accuracy; loss, log scale, as in Fig 1; the black/white accuracies of Fig 4 are in the title)."""
+    run = read_figure_data(inputs["data"])[variant]
+    fig, ax = plt.subplots(figsize=(6.2, 4.8))
+    _surface(fig, ax, run["ce"], "ce",
+             f"{PAPER} Fig 3{panel}: MPO result {words} ({run['spec']['architecture']['name']})\n"
+             f"test loss; test acc black {run['acc_black']:.2f} / white {run['acc_white']:.2f} "
+             f"(Δ = {run['acc_black'] - run['acc_white']:.2f})")
+    save(fig, output)
+
+
+def fig03b_without_bn(inputs, output: str) -> None:
+    _fig03_surface(inputs, output, "b", "without_bn", "without BN")
+
+
+def fig03c_with_bn(inputs, output: str) -> None:
+    _fig03_surface(inputs, output, "c", "with_bn", "with BN")
+
+
+def fig04a_accuracy_difference(inputs, output: str) -> None:
     """Fig 4a: Δ = mean test accuracy on black cells − on white cells vs fill probability, without / with BN,
-    error bars = std across runs. Fig 4b: the two mean accuracies (blue = without BN, red = with BN; solid =
-    black cells, dotted = white cells), as the paper's caption says."""
-    with open(inputs["summary"]) as fh:
-        s = json.load(fh)
+    error bars = std across runs."""
+    s = read_figure_data(inputs["data"])
     p = np.asarray(s["fill_probabilities"])
-    runs = s["without_bn"]["runs"]
     fig, ax = plt.subplots(figsize=(6.0, 4.4))
     for variant, colour, words in (("without_bn", BLUE, "without BN"), ("with_bn", RED, "with BN")):
         v = s[variant]
-        ax.errorbar(p, v["delta_mean"], yerr=np.nan_to_num(v["delta_std"]), color=colour, marker="o", capsize=3,
-                    label=words)
+        ax.errorbar(p, v["delta_mean"], yerr=np.nan_to_num(np.asarray(v["delta_std"], dtype=float)),
+                    color=colour, marker="o", capsize=3, label=words)
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("filling probability p of the random mask")
     ax.set_ylabel("test accuracy: black cells − white cells")
-    ax.set_title(f"{PAPER} Fig 4a: accuracy difference Δ (mean ± std over {runs} runs)", fontsize=9)
+    ax.set_title(f"{PAPER} Fig 4a: accuracy difference Δ (mean ± std over {s['without_bn']['runs']} runs)",
+                 fontsize=9)
     ax.legend()
-    _save(fig, outputs["a"])
+    save(fig, output)
+
+
+def fig04b_mean_accuracy(inputs, output: str) -> None:
+    """Fig 4b: the two mean accuracies (blue = without BN, red = with BN; solid = black cells, dotted = white
+    cells), as the paper's caption says."""
+    s = read_figure_data(inputs["data"])
+    p = np.asarray(s["fill_probabilities"])
     fig, ax = plt.subplots(figsize=(6.0, 4.4))
     for variant, colour, words in (("without_bn", BLUE, "without BN"), ("with_bn", RED, "with BN")):
         v = s[variant]
@@ -173,16 +169,16 @@ def fig04_bn_accuracy(inputs: dict, outputs: dict, options: dict) -> None:
     ax.set_xlabel("filling probability p of the random mask")
     ax.set_ylabel("mean test accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{PAPER} Fig 4b: mean test accuracy per colour ({runs} runs)\n"
+    ax.set_title(f"{PAPER} Fig 4b: mean test accuracy per colour ({s['without_bn']['runs']} runs)\n"
                  "blue: without BN, red: with BN; solid: black cells, dotted: white cells", fontsize=9)
     ax.legend(fontsize=7)
-    _save(fig, outputs["b"])
+    save(fig, output)
 
 
-def fig05_more_test_loss_surfaces(inputs: dict, outputs: dict, options: dict) -> None:
+def fig05_more_test_loss_surfaces(inputs, output: str) -> None:
     """Fig 5 (App. D): more patterns on the FashionMNIST role, test loss surfaces only; each row shows the
     pattern and its surface, with the train/test map correlation (§4.1: almost indistinguishable)."""
-    searches = [read_search(p) for p in inputs["searches"]]
+    searches = _searches(inputs)
     fig, axes = plt.subplots(len(searches), 2, figsize=(8.6, 4.0 * len(searches)), squeeze=False)
     for row, search in zip(axes, searches, strict=True):
         _mask_image(row[0], search["mask"], f"pattern '{search['spec']['picture']}'")
@@ -191,13 +187,13 @@ def fig05_more_test_loss_surfaces(inputs: dict, outputs: dict, options: dict) ->
                  f"test loss — {_describe(search)}\n{_stats(search, 'test')}\n"
                  f"Pearson r(train, test log CE maps) = {r:.3f}")
     fig.suptitle(f"{PAPER} Fig 5: additional patterns (FashionMNIST role), test loss surfaces", fontsize=10)
-    _save(fig, outputs["a"])
+    save(fig, output)
 
 
-def fig06_train_test_surfaces(inputs: dict, outputs: dict, options: dict) -> None:
+def fig06_train_test_surfaces(inputs, output: str) -> None:
     """Fig 6 (App. D): more patterns on the CIFAR-10 role; left column train, right column test, loss
     (log scale) and accuracy surfaces for each pattern."""
-    searches = [read_search(p) for p in inputs["searches"]]
+    searches = _searches(inputs)
     fig, axes = plt.subplots(2 * len(searches), 2, figsize=(9.0, 7.6 * len(searches)), squeeze=False)
     for i, search in enumerate(searches):
         for j, split in enumerate(("train", "test")):
@@ -207,4 +203,14 @@ def fig06_train_test_surfaces(inputs: dict, outputs: dict, options: dict) -> Non
                          f"{split} {what} — pattern '{search['spec']['picture']}'\n{_stats(search, split)}")
     fig.suptitle(f"{PAPER} Fig 6: additional patterns (CIFAR-10 role: {searches[0]['spec']['dataset']}); "
                  "left train, right test", fontsize=10)
-    _save(fig, outputs["a"])
+    save(fig, output)
+
+
+FIGURES = {f.__name__: f for f in (
+    fig01a_test_loss_surface, fig01b_test_loss_surface, fig02a_picture, fig02b_pattern_mask,
+    fig02c_accuracy_surface, fig03a_random_mask, fig03b_without_bn, fig03c_with_bn, fig04a_accuracy_difference,
+    fig04b_mean_accuracy, fig05_more_test_loss_surfaces, fig06_train_test_surfaces)}
+
+
+def draw(name: str, inputs, output: str) -> None:
+    dispatch(FIGURES, "loss_patterns", name, inputs, output)

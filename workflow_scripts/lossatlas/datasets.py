@@ -295,6 +295,7 @@ def build_source_dataset(name: str, spec: dict, out_path: str, raw_dir: str | No
         "cifar10": lambda: _cifar(spec, raw_dir), "cifar100": lambda: _cifar(spec, raw_dir),
         "mnist": lambda: _mnist(spec, raw_dir), "fashion_mnist": lambda: _mnist(spec, raw_dir),
         "imagenet": lambda: _imagenet(spec, imagenet_dir, where),
+        "npz": lambda: _npz(spec, where), "hdf5": lambda: _hdf5(spec, where),
     }
     arrays, meta = builders[source]()
     meta.update(name=name, source=source, derivation=[_jsonable(spec)], seed=int(spec["seed"]))
@@ -482,6 +483,32 @@ def _mnist(spec: dict, raw_dir: str):
     raw = read_mnist(raw_dir)
     names = FASHION_MNIST_CLASSES if spec["source"] == "fashion_mnist" else [str(c) for c in range(10)]
     return _with_ids(raw["train"], raw["test"]), _classification(names)
+
+
+def _npz(spec: dict, where: str):
+    """Your own arrays (lossatlas.byo.read_npz checks them): x float32 or uint8 images, y int64 0..K-1."""
+    from lossatlas.byo import ByoError, read_npz
+
+    try:
+        a = read_npz(spec["path"], where, spec["num_classes"])
+    except ByoError as exc:
+        raise DatasetError(str(exc)) from None
+    arrays = _with_ids({"x": a["x_train"], "y": a["y_train"]}, {"x": a["x_test"], "y": a["y_test"]})
+    return arrays, _classification([f"class{c}" for c in range(a["num_classes"])])
+
+
+def _hdf5(spec: dict, where: str):
+    """Your own file in this module's schema: its arrays and semantic attributes (content hash verified)."""
+    from lossatlas.byo import ByoError, hdf5_signature
+
+    try:
+        hdf5_signature(spec["path"], where)  # also checks the label range, which load_dataset does not
+    except ByoError as exc:
+        raise DatasetError(str(exc)) from None
+    d = load_dataset(spec["path"], verify=True)
+    meta = {k: d.attrs[k] for k in ("task", "num_classes", "class_names")}
+    meta.update({k: d.attrs[k] for k in ("fine_class_names", "coarse_class_names") if k in d.attrs})
+    return d.arrays(), meta
 
 
 _IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from lossatlas.byo import read_npz
 from lossatlas.config import ConfigError, validate_config
-from lossatlas.datasets import build_source_dataset, load_dataset
+from lossatlas.datasets import build_source_dataset, load_dataset, read_npz
 from lossatlas.models import build_model
 from tests.conftest import REPO
 from tests.engine_helpers import make_classification_h5
@@ -232,3 +231,42 @@ def test_bad_input_stops_snakemake_before_any_job(tmp_path, snakemake_bin):
     assert f"datasets.mine.path: {data}: y_test holds labels 0..5, outside 0..2" in proc.stderr
     assert "architectures.own: tests.byo_factories:not_a_module returned list, not a torch.nn.Module" in proc.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+# One figure and the summary table of each analysis the worked example runs (all_figures adds ~30 more figure
+# jobs and the claims table, which reads every figure; `snakemake --configfile examples/byo/config.yaml` runs them).
+EXAMPLE_TARGETS = [
+    "results/analysis/consistency/summary.json",
+    "results/figures/consistency/fig01_consistency_phases.png",
+    "results/analysis/normalized_loss/fits.csv",
+    "results/figures/normalized_loss/fig01_corruption_vs_generalization.png",
+    "results/analysis/universality/headline.json",
+    "results/figures/universality/fig01_train_loss_vs_error.png",
+]
+
+
+@pytest.mark.slow
+def test_worked_example_runs_through_snakemake_to_figures_and_summaries(tmp_path, snakemake_bin):
+    import csv
+
+    import h5py
+
+    (tmp_path / "examples" / "byo").mkdir(parents=True)
+    (tmp_path / "examples" / "byo" / "spirals.npz").write_bytes((EXAMPLE / "spirals.npz").read_bytes())
+    cmd = [snakemake_bin, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+           str(EXAMPLE / "config.yaml"), "--cores", "2", *EXAMPLE_TARGETS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for target in EXAMPLE_TARGETS:
+        assert (tmp_path / target).stat().st_size > 0, target
+    run = tmp_path / "results/runs/consistency/main/spirals/relu_mlp/sgdm/ce/s0-2/checkpoints.h5"
+    with h5py.File(run) as f:
+        assert f.attrs["stacking"] == "vmap"  # the user's class cannot be widened: stacked with torch.func
+        assert json.loads(f.attrs["spec"])["architecture"]["model"] == "examples.byo.model:ReluMLP"
+    summary = json.loads((tmp_path / EXAMPLE_TARGETS[0]).read_text())
+    assert summary, "empty consistency summary"
+    with open(tmp_path / "results/analysis/normalized_loss/bn_corruption/points.csv") as fh:
+        points = list(csv.DictReader(fh))
+    assert len(points) == 6  # 3 recipes x 2 seeds, each a measured snapshot of the user's model
+    assert all(float(p["test_ce_fro"]) > 0 for p in points)
+    assert json.loads((tmp_path / EXAMPLE_TARGETS[4]).read_text())

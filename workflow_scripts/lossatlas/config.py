@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lossatlas.byo import startup_errors
+from lossatlas.byo_checks import startup_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
@@ -157,7 +157,7 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
         apply_defaults(config, schema_path)
         problems = reference_errors(config)
     if not problems:
-        problems = startup_errors(config)  # your own models and data files (lossatlas.byo)
+        problems = startup_errors(config)  # your own models and data files (lossatlas.byo_checks)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config

@@ -485,26 +485,101 @@ def _mnist(spec: dict, raw_dir: str):
     return _with_ids(raw["train"], raw["test"]), _classification(names)
 
 
-def _npz(spec: dict, where: str):
-    """Your own arrays (lossatlas.byo.read_npz checks them): x float32 or uint8 images, y int64 0..K-1."""
-    from lossatlas.byo import ByoError, read_npz
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
+
+def read_npz(path: str | Path, where: str, num_classes: int | None = None) -> dict[str, Any]:
+    """The four arrays of your own npz file (source ``npz``), checked; raises DatasetError naming ``where`` (the
+    config key), the file and the array. Returns {"x_train", "y_train", "x_test", "y_test"} (x float32 or uint8,
+    y int64) and ``num_classes``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{where}.path: {path} does not exist")
     try:
-        a = read_npz(spec["path"], where, spec["num_classes"])
-    except ByoError as exc:
-        raise DatasetError(str(exc)) from None
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_ARRAYS if k not in f.files]
+            if missing:
+                raise DatasetError(f"{where}.path: {path} lacks array(s) {missing} (it holds {sorted(f.files)}; "
+                               f"needs {list(NPZ_ARRAYS)})")
+            arrays = {k: f[k] for k in NPZ_ARRAYS}
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{where}.path: {path} cannot be read as .npz: {exc}") from exc
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+            raise DatasetError(f"{where}.path: {path}: x_{split} {x.shape} and y_{split} {y.shape} must be (n, ...) "
+                           f"and (n,) with the same n")
+        if x.dtype == np.uint8 and x.ndim != 4:
+            raise DatasetError(f"{where}.path: {path}: x_{split} is uint8 {x.shape}; uint8 inputs must be images "
+                           f"(n, C, H, W) (use float for other inputs)")
+        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+            raise DatasetError(f"{where}.path: {path}: x_{split} is {x.dtype}, expected float or uint8")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DatasetError(f"{where}.path: {path}: y_{split} is {y.dtype}, expected integer class labels")
+        if x.dtype != np.uint8 and not np.isfinite(x).all():
+            raise DatasetError(f"{where}.path: {path}: x_{split} holds NaN or inf")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:] or arrays["x_train"].dtype != arrays["x_test"].dtype:
+        raise DatasetError(f"{where}.path: {path}: x_train {arrays['x_train'].shape} {arrays['x_train'].dtype} and "
+                       f"x_test {arrays['x_test'].shape} {arrays['x_test'].dtype} differ in example shape or dtype")
+    if len(arrays["y_train"]) == 0:
+        raise DatasetError(f"{where}.path: {path}: y_train is empty")
+    k = int(num_classes) if num_classes is not None else int(arrays["y_train"].max()) + 1
+    for split in ("train", "test"):
+        y = arrays[f"y_{split}"]
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise DatasetError(f"{where}.path: {path}: y_{split} holds labels {int(y.min())}..{int(y.max())}, "
+                           f"outside 0..{k - 1} ({'num_classes' if num_classes is not None else 'largest train label'}"
+                           f" gives {k} classes)")
+    if k < 2:
+        raise DatasetError(f"{where}: classification needs at least 2 classes, {path} gives {k}")
+    out = {key: (v if v.dtype == np.uint8 else v.astype(np.float32)) if key.startswith("x") else v.astype(np.int64)
+           for key, v in arrays.items()}
+    out["num_classes"] = k
+    return out
+
+
+def read_hdf5_signature(path: str | Path, where: str) -> tuple[tuple[int, ...], str, int]:
+    """(input_shape, task, outputs) of your own file in this schema (source ``hdf5``), checked (labels in range
+    too) without reading x; raises DatasetError naming ``where`` and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{where}.path: {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = _read_attrs(f, str(path))
+            arrays = {}
+            for s in SPLITS:
+                missing = [k for k in ("x", "y", "id") if s not in f or k not in f[s]]
+                if missing:
+                    raise DatasetError(f"{path}: lacks {[f'{s}/{k}' for k in missing]}")
+                arrays[s] = {k: (f[s][k] if k == "x" else f[s][k][()]) for k in f[s]}  # x stays on disk
+            _check_arrays(arrays, attrs, str(path))
+            y = np.concatenate([arrays[s]["y"] for s in SPLITS])
+    except OSError as exc:
+        raise DatasetError(f"{where}.path: {path}: {exc}") from exc
+    except DatasetError as exc:
+        raise DatasetError(f"{where}.path: {exc}") from None
+    if attrs["task"] == "classification":
+        k = int(attrs["num_classes"])
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise DatasetError(f"{where}.path: {path}: y holds labels {int(y.min())}..{int(y.max())}, outside "
+                           f"0..{k - 1} (num_classes attribute {k})")
+        return tuple(attrs["input_shape"]), "classification", k
+    return tuple(attrs["input_shape"]), "regression", int(np.prod(y.shape[1:]))
+
+
+def _npz(spec: dict, where: str):
+    """Your own arrays (checked by ``read_npz``): x float32 or uint8 images, y int64 0..K-1."""
+    a = read_npz(spec["path"], where, spec["num_classes"])
     arrays = _with_ids({"x": a["x_train"], "y": a["y_train"]}, {"x": a["x_test"], "y": a["y_test"]})
     return arrays, _classification([f"class{c}" for c in range(a["num_classes"])])
 
 
 def _hdf5(spec: dict, where: str):
     """Your own file in this module's schema: its arrays and semantic attributes (content hash verified)."""
-    from lossatlas.byo import ByoError, hdf5_signature
-
-    try:
-        hdf5_signature(spec["path"], where)  # also checks the label range, which load_dataset does not
-    except ByoError as exc:
-        raise DatasetError(str(exc)) from None
+    read_hdf5_signature(spec["path"], where)  # also checks the label range, which load_dataset does not
     d = load_dataset(spec["path"], verify=True)
     meta = {k: d.attrs[k] for k in ("task", "num_classes", "class_names")}
     meta.update({k: d.attrs[k] for k in ("fine_class_names", "coarse_class_names") if k in d.attrs})

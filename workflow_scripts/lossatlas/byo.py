@@ -9,8 +9,8 @@ Conv / BatchNorm parameter, so a factory model may hold no other parameters. A b
 for the built-in models (``vectorize``): one wide network when every layer can be widened, else
 ``torch.func.vmap`` or a loop; checkpoints.h5 records which.
 
-Your data (sources ``npz`` and ``hdf5``) is read in lossatlas.datasets; everything about both is checked at
-start-up by lossatlas.byo_checks. This module stays small and torch-free at import: models.py imports it.
+Your data (sources ``npz``, ``hdf5`` and ``image_folder``) is read in lossatlas.datasets; models and data are
+checked at start-up by lossatlas.byo_checks. This module stays small and torch-free at import: models.py imports it.
 """
 
 from __future__ import annotations

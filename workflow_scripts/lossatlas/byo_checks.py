@@ -1,5 +1,5 @@
-"""Start-up checks of your own models and data (lossatlas.byo, the npz / hdf5 sources of lossatlas.datasets):
-a study on them fails before any job, by name, instead of mid-run.
+"""Start-up checks of your own models and data (lossatlas.byo; the npz / hdf5 / image_folder sources of
+lossatlas.datasets): a study on them fails before any job, by name, instead of mid-run.
 
 ``startup_errors`` (one call from lossatlas.config.validate_config) checks the files (shapes, dtypes, label
 range); each factory architecture: imported, called once on the input shape of every dataset it is paired with
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from lossatlas.byo import ByoError, build_factory_model, is_factory, resolve_factory
 
-FILE_SOURCES = ("npz", "hdf5")
+FILE_SOURCES = ("npz", "hdf5", "image_folder")
 
 
 def output_width_error(model, input_shape: tuple[int, ...], outputs: int) -> str | None:
@@ -106,10 +106,14 @@ def _initialize_error(model, init: dict | None) -> str | None:
 
 
 def file_signature(name: str, spec: dict) -> tuple[tuple[int, ...], str, int]:
-    """(input_shape, task, outputs) of an npz / hdf5 source, from its checked file; raises DatasetError."""
-    from lossatlas.datasets import read_hdf5_signature, read_npz
+    """(input_shape, task, outputs) of an npz / hdf5 / image_folder source, from its checked files; raises
+    DatasetError."""
+    from lossatlas.datasets import image_folder_classes, read_hdf5_signature, read_npz
 
     where = f"datasets.{name}"
+    if spec["source"] == "image_folder":
+        size = int(spec["image_size"])
+        return (3, size, size), "classification", len(image_folder_classes(spec["path"], where))
     if spec["source"] == "npz":
         arrays = read_npz(spec["path"], where, spec.get("num_classes"))
         return tuple(arrays["x_train"].shape[1:]), "classification", arrays["num_classes"]

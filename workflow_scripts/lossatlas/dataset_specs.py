@@ -37,6 +37,7 @@ SOURCE_KEYS: dict[str, dict[str, Any]] = {
     # Your own data (lossatlas.byo): a file relative to the working directory.
     "npz": {"path": _REQUIRED, "num_classes": None},
     "hdf5": {"path": _REQUIRED},
+    "image_folder": {"path": _REQUIRED, "image_size": _REQUIRED},
 }
 
 DERIVATION_KEYS: dict[str, dict[str, Any]] = {

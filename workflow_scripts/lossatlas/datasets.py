@@ -296,6 +296,7 @@ def build_source_dataset(name: str, spec: dict, out_path: str, raw_dir: str | No
         "mnist": lambda: _mnist(spec, raw_dir), "fashion_mnist": lambda: _mnist(spec, raw_dir),
         "imagenet": lambda: _imagenet(spec, imagenet_dir, where),
         "npz": lambda: _npz(spec, where), "hdf5": lambda: _hdf5(spec, where),
+        "image_folder": lambda: _image_folder(spec, where),
     }
     arrays, meta = builders[source]()
     meta.update(name=name, source=source, derivation=[_jsonable(spec)], seed=int(spec["seed"]))
@@ -596,7 +597,6 @@ def _imagenet(spec: dict, imagenet_dir: str | None, where: str):
     sorted name order (the val split is the test split). Each image: RGB, shorter side resized to
     ``image_size`` (bilinear), centre crop to image_size × image_size; uint8 (n, 3, S, S).
     """
-    from PIL import Image
 
     if not imagenet_dir:
         raise DatasetError(f"{where}: source imagenet needs config key imagenet_dir (local ImageNet root)")
@@ -611,19 +611,50 @@ def _imagenet(spec: dict, imagenet_dir: str | None, where: str):
             raise DatasetError(f"imagenet_dir: {root / sub} lacks class folders {missing[:5]}"
                                f"{' ...' if len(missing) > 5 else ''} (expected layout {sub}/<wnid>/*.JPEG; "
                                f"{where}.wnids lists the classes)")
+    return _read_image_tree(root, list(spec["wnids"]), caps, size, "imagenet_dir")
+
+
+def _read_image_tree(root: Path, classes: list[str], caps, size: int, key: str):
+    """Images of ``root/<sub>/<class>/*`` for each (split, sub, cap) of ``caps``, label = the class's index:
+    per class the first ``cap`` files (all for None) in sorted name order, RGB, shorter side resized to ``size``
+    (bilinear), centre crop; uint8 (n, 3, S, S)."""
+    from PIL import Image
+
     parts = {}
     for split, sub, cap in caps:
         xs, ys = [], []
-        for label, wnid in enumerate(spec["wnids"]):
-            files = sorted(p for p in (root / sub / wnid).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (root / sub / name).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
             if not files:
-                raise DatasetError(f"imagenet_dir: {root / sub / wnid} holds no .JPEG images")
+                raise DatasetError(f"{key}: {root / sub / name} holds no .JPEG / .PNG images")
             for p in files[:cap]:
                 with Image.open(p) as im:
                     xs.append(_resize_center_crop(im.convert("RGB"), size))
                 ys.append(label)
         parts[split] = {"x": np.stack(xs).transpose(0, 3, 1, 2).copy(), "y": np.asarray(ys, dtype=np.int64)}
-    return _with_ids(parts["train"], parts["test"]), _classification(list(spec["wnids"]))
+    return _with_ids(parts["train"], parts["test"]), _classification(classes)
+
+
+def image_folder_classes(path: str | Path, where: str) -> list[str]:
+    """Classes of your own image tree ``<path>/{train,test}/<class>/*.png|jpg`` (source ``image_folder``): the
+    train split's sub-folders in sorted order, which the test split must repeat; raises DatasetError."""
+    root = Path(path)
+    found = {s: sorted(p.name for p in (root / s).iterdir() if p.is_dir()) if (root / s).is_dir() else []
+             for s in SPLITS}
+    if not found["train"]:
+        raise DatasetError(f"{where}.path: {root / 'train'} holds no class folders (expected layout "
+                           f"train/<class>/*.png and test/<class>/*.png)")
+    if found["test"] != found["train"]:
+        raise DatasetError(f"{where}.path: {root / 'test'} has class folders {found['test'][:5]}, "
+                           f"{root / 'train'} has {found['train'][:5]}: they must match")
+    return found["train"]
+
+
+def _image_folder(spec: dict, where: str):
+    """Your own images, read as the ImageNet subsets are (``_read_image_tree``), every file of each class."""
+    classes = image_folder_classes(spec["path"], where)
+    caps = (("train", "train", None), ("test", "test", None))
+    return _read_image_tree(Path(spec["path"]), classes, caps, int(spec["image_size"]), f"{where}.path")
 
 
 def _resize_center_crop(im, size: int) -> np.ndarray:

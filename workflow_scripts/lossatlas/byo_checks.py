@@ -11,6 +11,8 @@ and torch only for a factory, so the Snakefile's parse stays torch-free otherwis
 
 from __future__ import annotations
 
+import json
+
 from lossatlas.byo import ByoError, build_factory_model, is_factory, resolve_factory
 
 FILE_SOURCES = ("npz", "hdf5", "image_folder")
@@ -177,9 +179,10 @@ def _model_uses(config: dict):
 def startup_errors(config: dict) -> list[str]:
     """Every problem of the config's own models and data files, one line each naming the key and the file.
 
-    Cheap: each file is read once, each factory called once per (input shape, init) (one forward pass of 2
-    examples). Imports numpy / h5py only when a file source is used and torch only when a factory is (so a
-    config of built-in models and sources keeps the Snakefile's parse torch-free)."""
+    Cheap: each file is read once or twice, each factory called once per study, input shape, init and stacking
+    setting it meets (a forward pass of 2 examples, a few more for a study's needs). Imports numpy / h5py only
+    when a file source is used and torch only when a factory is (so a config of built-in models and sources
+    keeps the Snakefile's parse torch-free)."""
     datasets = config.get("datasets") or {}
     archs = config.get("architectures") or {}
     errs: list[str] = []
@@ -198,16 +201,27 @@ def startup_errors(config: dict) -> list[str]:
                 factories.add(arch)
             except ByoError as exc:
                 errs.append(str(exc))
+    seen: set[str] = set()
     for study, where, arch, ds, recipe in _model_uses(config):
         if arch not in factories or ds not in datasets:
             continue
         try:
             shape, outputs = signatures.get(ds) or dataset_signature(datasets, ds)
-            model = build_factory_model(archs[arch], shape, outputs, f"architectures.{arch}")
-        except ValueError as exc:  # a bad data file (already listed) or a factory call that fails
+        except ValueError as exc:  # a bad data file (already listed)
             errs.append(str(exc))
             continue
         init = (recipe or {}).get("init", {"scheme": "xavier"})
+        # a check repeats only when something it depends on differs (each builds the model once)
+        key = json.dumps([study, arch, shape, outputs, init, (recipe or {}).get("vectorize"),
+                          (recipe or {}).get("block_size"), len((recipe or {}).get("seeds", []))])
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            model = build_factory_model(archs[arch], shape, outputs, f"architectures.{arch}")
+        except ByoError as exc:
+            errs.append(str(exc))
+            continue
         problem = output_width_error(model, shape, outputs) or _initialize_error(model, init)
         if problem:
             errs.append(f"architectures.{arch} (dataset '{ds}': input shape {shape}, {outputs} outputs; {where}): "
@@ -223,8 +237,10 @@ def _study_errors(study: str, arch: str, model, input_shape: tuple[int, ...]) ->
     if study not in STUDY_NEEDS:
         return []
     need, kind = STUDY_NEEDS[study]
-    problem = layerwise_error(model, input_shape) if kind == "layerwise" else \
-        functional_forward_error(model, input_shape)
+    if kind == "layerwise":
+        problem = layerwise_error(model, input_shape)
+    else:
+        problem = functional_forward_error(model, input_shape)
     if problem is None:
         return []
     return [f"studies.{study} cannot run on architecture '{arch}': it needs {need}; {problem}"]
@@ -233,7 +249,7 @@ def _study_errors(study: str, arch: str, model, input_shape: tuple[int, ...]) ->
 def _stacking_errors(config: dict, where: str, arch: str, model, input_shape, recipe: dict) -> list[str]:
     """A block that training would stack with torch.func.vmap, on a model whose functional forward fails.
 
-    The device is taken as CUDA unless the config says cpu (where ``auto`` picks vmap most often)."""
+    The device is taken as CUDA unless the config says cpu (on CUDA ``auto`` stacks with vmap more often)."""
     import torch
 
     from lossatlas.training import choose_stacking

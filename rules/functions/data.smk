@@ -2,8 +2,12 @@
 
 
 def _source_inputs(wc):
-    source = DATASETS[wc.name]["source"]
-    return {"raw": f"data/raw/{source}"} if source in DOWNLOADED_SOURCES else {}
+    spec = DATASETS[wc.name]
+    if spec["source"] in DOWNLOADED_SOURCES:
+        return {"raw": f"data/raw/{spec['source']}"}
+    if "path" in spec:  # your own npz / hdf5 file (lossatlas.byo): editing it rebuilds the dataset
+        return {"file": spec["path"]}
+    return {}
 
 
 

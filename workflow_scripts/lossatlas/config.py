@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lossatlas.byo_checks import startup_errors
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
 PAPERS = ("universality", "consistency", "normalized_loss", "loss_patterns", "embedding")
@@ -145,7 +147,8 @@ def reference_errors(config: dict) -> list[str]:
 
 
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
-    """Validate, fill defaults, check references; raise one ConfigError listing every problem by key path."""
+    """Validate, fill defaults, check references and your own models and data files; raise one ConfigError
+    listing every problem by key path."""
     for section in ("datasets", "architectures", "optimizers", "studies"):
         if section in config and config[section] is None:  # a section holding only comments
             config[section] = {}
@@ -153,6 +156,8 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     if not problems:
         apply_defaults(config, schema_path)
         problems = reference_errors(config)
+    if not problems:
+        problems = startup_errors(config)  # your own models and data files (lossatlas.byo_checks)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config

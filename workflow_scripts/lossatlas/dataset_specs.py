@@ -34,6 +34,10 @@ SOURCE_KEYS: dict[str, dict[str, Any]] = {
     "fashion_mnist": {},
     "imagenet": {"wnids": _REQUIRED, "image_size": _REQUIRED, "train_per_class": None,
                  "test_per_class": None},
+    # Your own data (lossatlas.byo): a file relative to the working directory.
+    "npz": {"path": _REQUIRED, "num_classes": None},
+    "hdf5": {"path": _REQUIRED},
+    "image_folder": {"path": _REQUIRED, "image_size": _REQUIRED},
 }
 
 DERIVATION_KEYS: dict[str, dict[str, Any]] = {

@@ -295,6 +295,8 @@ def build_source_dataset(name: str, spec: dict, out_path: str, raw_dir: str | No
         "cifar10": lambda: _cifar(spec, raw_dir), "cifar100": lambda: _cifar(spec, raw_dir),
         "mnist": lambda: _mnist(spec, raw_dir), "fashion_mnist": lambda: _mnist(spec, raw_dir),
         "imagenet": lambda: _imagenet(spec, imagenet_dir, where),
+        "npz": lambda: _npz(spec, where), "hdf5": lambda: _hdf5(spec, where),
+        "image_folder": lambda: _image_folder(spec, where),
     }
     arrays, meta = builders[source]()
     meta.update(name=name, source=source, derivation=[_jsonable(spec)], seed=int(spec["seed"]))
@@ -484,6 +486,107 @@ def _mnist(spec: dict, raw_dir: str):
     return _with_ids(raw["train"], raw["test"]), _classification(names)
 
 
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def read_npz(path: str | Path, where: str, num_classes: int | None = None) -> dict[str, Any]:
+    """The four arrays of your own npz file (source ``npz``), checked; raises DatasetError naming ``where`` (the
+    config key), the file and the array. Returns {"x_train", "y_train", "x_test", "y_test"} (x float32 or uint8,
+    y int64) and ``num_classes``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{where}.path: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_ARRAYS if k not in f.files]
+            if missing:
+                raise DatasetError(f"{where}.path: {path} lacks array(s) {missing} (it holds {sorted(f.files)}; "
+                               f"needs {list(NPZ_ARRAYS)})")
+            arrays = {k: f[k] for k in NPZ_ARRAYS}
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{where}.path: {path} cannot be read as .npz: {exc}") from exc
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+            raise DatasetError(f"{where}.path: {path}: x_{split} {x.shape} and y_{split} {y.shape} must be (n, ...) "
+                           f"and (n,) with the same n")
+        if x.dtype == np.uint8 and x.ndim != 4:
+            raise DatasetError(f"{where}.path: {path}: x_{split} is uint8 {x.shape}; uint8 inputs must be images "
+                           f"(n, C, H, W) (use float for other inputs)")
+        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+            raise DatasetError(f"{where}.path: {path}: x_{split} is {x.dtype}, expected float or uint8")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DatasetError(f"{where}.path: {path}: y_{split} is {y.dtype}, expected integer class labels")
+        if x.dtype != np.uint8 and not np.isfinite(x).all():
+            raise DatasetError(f"{where}.path: {path}: x_{split} holds NaN or inf")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:] or arrays["x_train"].dtype != arrays["x_test"].dtype:
+        raise DatasetError(f"{where}.path: {path}: x_train {arrays['x_train'].shape} {arrays['x_train'].dtype} and "
+                       f"x_test {arrays['x_test'].shape} {arrays['x_test'].dtype} differ in example shape or dtype")
+    if len(arrays["y_train"]) == 0:
+        raise DatasetError(f"{where}.path: {path}: y_train is empty")
+    k = int(num_classes) if num_classes is not None else int(arrays["y_train"].max()) + 1
+    for split in ("train", "test"):
+        y = arrays[f"y_{split}"]
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise DatasetError(f"{where}.path: {path}: y_{split} holds labels {int(y.min())}..{int(y.max())}, "
+                           f"outside 0..{k - 1} ({'num_classes' if num_classes is not None else 'largest train label'}"
+                           f" gives {k} classes)")
+    if k < 2:
+        raise DatasetError(f"{where}: classification needs at least 2 classes, {path} gives {k}")
+    out = {key: (v if v.dtype == np.uint8 else v.astype(np.float32)) if key.startswith("x") else v.astype(np.int64)
+           for key, v in arrays.items()}
+    out["num_classes"] = k
+    return out
+
+
+def read_hdf5_signature(path: str | Path, where: str) -> tuple[tuple[int, ...], str, int]:
+    """(input_shape, task, outputs) of your own file in this schema (source ``hdf5``), checked (labels in range
+    too) without reading x; raises DatasetError naming ``where`` and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{where}.path: {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = _read_attrs(f, str(path))
+            arrays = {}
+            for s in SPLITS:
+                missing = [k for k in ("x", "y", "id") if s not in f or k not in f[s]]
+                if missing:
+                    raise DatasetError(f"{path}: lacks {[f'{s}/{k}' for k in missing]}")
+                arrays[s] = {k: (f[s][k] if k == "x" else f[s][k][()]) for k in f[s]}  # x stays on disk
+            _check_arrays(arrays, attrs, str(path))
+            y = np.concatenate([arrays[s]["y"] for s in SPLITS])
+    except OSError as exc:
+        raise DatasetError(f"{where}.path: {path}: {exc}") from exc
+    except DatasetError as exc:
+        raise DatasetError(f"{where}.path: {exc}") from None
+    if attrs["task"] == "classification":
+        k = int(attrs["num_classes"])
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise DatasetError(f"{where}.path: {path}: y holds labels {int(y.min())}..{int(y.max())}, outside "
+                           f"0..{k - 1} (num_classes attribute {k})")
+        return tuple(attrs["input_shape"]), "classification", k
+    return tuple(attrs["input_shape"]), "regression", int(np.prod(y.shape[1:]))
+
+
+def _npz(spec: dict, where: str):
+    """Your own arrays (checked by ``read_npz``): x float32 or uint8 images, y int64 0..K-1."""
+    a = read_npz(spec["path"], where, spec["num_classes"])
+    arrays = _with_ids({"x": a["x_train"], "y": a["y_train"]}, {"x": a["x_test"], "y": a["y_test"]})
+    return arrays, _classification([f"class{c}" for c in range(a["num_classes"])])
+
+
+def _hdf5(spec: dict, where: str):
+    """Your own file in this module's schema: its arrays and semantic attributes (content hash verified)."""
+    read_hdf5_signature(spec["path"], where)  # also checks the label range, which load_dataset does not
+    d = load_dataset(spec["path"], verify=True)
+    meta = {k: d.attrs[k] for k in ("task", "num_classes", "class_names")}
+    meta.update({k: d.attrs[k] for k in ("fine_class_names", "coarse_class_names") if k in d.attrs})
+    return d.arrays(), meta
+
+
 _IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
@@ -494,7 +597,6 @@ def _imagenet(spec: dict, imagenet_dir: str | None, where: str):
     sorted name order (the val split is the test split). Each image: RGB, shorter side resized to
     ``image_size`` (bilinear), centre crop to image_size × image_size; uint8 (n, 3, S, S).
     """
-    from PIL import Image
 
     if not imagenet_dir:
         raise DatasetError(f"{where}: source imagenet needs config key imagenet_dir (local ImageNet root)")
@@ -509,19 +611,50 @@ def _imagenet(spec: dict, imagenet_dir: str | None, where: str):
             raise DatasetError(f"imagenet_dir: {root / sub} lacks class folders {missing[:5]}"
                                f"{' ...' if len(missing) > 5 else ''} (expected layout {sub}/<wnid>/*.JPEG; "
                                f"{where}.wnids lists the classes)")
+    return _read_image_tree(root, list(spec["wnids"]), caps, size, "imagenet_dir")
+
+
+def _read_image_tree(root: Path, classes: list[str], caps, size: int, key: str):
+    """Images of ``root/<sub>/<class>/*`` for each (split, sub, cap) of ``caps``, label = the class's index:
+    per class the first ``cap`` files (all for None) in sorted name order, RGB, shorter side resized to ``size``
+    (bilinear), centre crop; uint8 (n, 3, S, S)."""
+    from PIL import Image
+
     parts = {}
     for split, sub, cap in caps:
         xs, ys = [], []
-        for label, wnid in enumerate(spec["wnids"]):
-            files = sorted(p for p in (root / sub / wnid).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (root / sub / name).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
             if not files:
-                raise DatasetError(f"imagenet_dir: {root / sub / wnid} holds no .JPEG images")
+                raise DatasetError(f"{key}: {root / sub / name} holds no .JPEG / .PNG images")
             for p in files[:cap]:
                 with Image.open(p) as im:
                     xs.append(_resize_center_crop(im.convert("RGB"), size))
                 ys.append(label)
         parts[split] = {"x": np.stack(xs).transpose(0, 3, 1, 2).copy(), "y": np.asarray(ys, dtype=np.int64)}
-    return _with_ids(parts["train"], parts["test"]), _classification(list(spec["wnids"]))
+    return _with_ids(parts["train"], parts["test"]), _classification(classes)
+
+
+def image_folder_classes(path: str | Path, where: str) -> list[str]:
+    """Classes of your own image tree ``<path>/{train,test}/<class>/*.png|jpg`` (source ``image_folder``): the
+    train split's sub-folders in sorted order, which the test split must repeat; raises DatasetError."""
+    root = Path(path)
+    found = {s: sorted(p.name for p in (root / s).iterdir() if p.is_dir()) if (root / s).is_dir() else []
+             for s in SPLITS}
+    if not found["train"]:
+        raise DatasetError(f"{where}.path: {root / 'train'} holds no class folders (expected layout "
+                           f"train/<class>/*.png and test/<class>/*.png)")
+    if found["test"] != found["train"]:
+        raise DatasetError(f"{where}.path: {root / 'test'} has class folders {found['test'][:5]}, "
+                           f"{root / 'train'} has {found['train'][:5]}: they must match")
+    return found["train"]
+
+
+def _image_folder(spec: dict, where: str):
+    """Your own images, read as the ImageNet subsets are (``_read_image_tree``), every file of each class."""
+    classes = image_folder_classes(spec["path"], where)
+    caps = (("train", "train", None), ("test", "test", None))
+    return _read_image_tree(Path(spec["path"]), classes, caps, int(spec["image_size"]), f"{where}.path")
 
 
 def _resize_center_crop(im, size: int) -> np.ndarray:

@@ -47,6 +47,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
+from lossatlas.byo import build_factory_model, is_factory
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
 }
@@ -539,8 +541,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 # ------------------------------------------------------------------------------------------- public API
 
 def build_model(arch: dict, input_shape: Sequence[int], num_classes: int, dropout: bool = True) -> nn.Module:
-    """Build the model a config.yaml ``architectures:`` entry describes (``model`` = registry name, other keys
-    = its keyword arguments; ``name`` is ignored), for inputs of ``input_shape`` and ``num_classes`` outputs.
+    """Build the model a config.yaml ``architectures:`` entry describes (``model`` = registry name or your own
+    ``module:Factory``, lossatlas.byo; other keys = its keyword arguments; ``name`` is ignored), for inputs of
+    ``input_shape`` and ``num_classes`` outputs.
 
     ``dropout=False`` builds it without any Dropout module. Parameters hold PyTorch's default initialisation
     drawn from a fixed seed (so the result is a pure function of the arguments); call ``initialize`` to draw
@@ -548,6 +551,11 @@ def build_model(arch: dict, input_shape: Sequence[int], num_classes: int, dropou
     """
     label = arch.get("name", arch.get("model"))
     model_name = arch.get("model")
+    if is_factory(model_name):  # your own model (lossatlas.byo); dropout=False does not apply to it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return build_factory_model(arch, tuple(int(v) for v in input_shape), int(num_classes),
+                                       f"architectures.{label}")
     if model_name not in MODELS:
         raise ValueError(f"architecture {label!r}: unknown model {model_name!r}; known: {sorted(MODELS)}")
     constructor = MODELS[model_name]

@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.analysis.consistency import other_classifiers  # noqa: E402
-from lossatlas.entry import setup  # noqa: E402
+from lossatlas.analysis.consistency import other_classifiers
+from lossatlas.entry import setup
 
 setup(snakemake)
 boost = snakemake.params.adaboost

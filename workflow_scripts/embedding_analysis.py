@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.analysis.embedding import run_experiment  # noqa: E402
-from lossatlas.entry import setup  # noqa: E402
+from lossatlas.analysis.embedding import run_experiment
+from lossatlas.entry import setup
 
 setup(snakemake)
 # params.function names the experiment's function in lossatlas/analysis/embedding.py.

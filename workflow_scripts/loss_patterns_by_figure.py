@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.analysis.loss_patterns_by_figure import searches_by_figure  # noqa: E402
-from lossatlas.entry import setup  # noqa: E402
+from lossatlas.analysis.loss_patterns_by_figure import searches_by_figure
+from lossatlas.entry import setup
 
 setup(snakemake)
 searches_by_figure(dict(snakemake.params.figures),

@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.entry import setup  # noqa: E402
-from lossatlas.figures import loss_patterns as figures  # noqa: E402
+from lossatlas.entry import setup
+from lossatlas.figures import loss_patterns as figures
 
 setup(snakemake)
 # params.function names one function of lossatlas/figures/loss_patterns.py (the figure's own name); it draws

@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.analysis.normalized_loss import fit_table, loss_differences, max_logit_table  # noqa: E402
-from lossatlas.entry import setup  # noqa: E402
+from lossatlas.analysis.normalized_loss import fit_table, loss_differences, max_logit_table
+from lossatlas.entry import setup
 
 setup(snakemake, threads=1)
 fit_table(

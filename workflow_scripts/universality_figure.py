@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.entry import setup  # noqa: E402
-from lossatlas.figures.universality import draw  # noqa: E402
+from lossatlas.entry import setup
+from lossatlas.figures.universality import draw
 
 setup(snakemake)
 # params.function names one function of lossatlas/figures/universality.py (the figure's own name).

@@ -95,7 +95,7 @@ def schema_errors(config: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
 
 
 def apply_defaults(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
-    """Fill schema defaults into ``config`` in place (what snakemake's validate() also does)."""
+    """Fill schema defaults into ``config`` in place."""
     from jsonschema import Draft202012Validator, validators
 
     schema = _load_schema(schema_path)
@@ -224,16 +224,16 @@ def run_spec(config: dict, study: str, recipe_name: str, dataset: str, arch: str
         optimizer={"name": optimizer, **config["optimizers"][optimizer]},
         loss=loss,
         seeds=list(seeds),
-        device=config.get("device", "auto"),
+        device=config["device"],
     )
     return spec
 
 
 def expand_runs(config: dict) -> list[Run]:
-    """Every training job of every study in the config, in a stable order."""
+    """Every training job of every study in a validated config (defaults filled), in a stable order."""
     runs = []
     for study, scfg in (config.get("studies") or {}).items():
-        if not scfg.get("enabled", True):
+        if not scfg["enabled"]:
             continue
         for rname, recipe in (scfg.get("recipes") or {}).items():
             for ds in recipe["datasets"]:

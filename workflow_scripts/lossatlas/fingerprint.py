@@ -57,21 +57,17 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _version(path: Path) -> tuple[Path, int, int]:
-    """Cache key of a file's contents: a file edited in a long-lived process (a test) is read again."""
-    stat = path.stat()
-    return path, stat.st_mtime_ns, stat.st_size
+# The parsing helpers are cached on (path, text): a file edited in a long-lived process (a test) is parsed again.
 
 
 def imported_modules(path: Path) -> frozenset[str]:
     """Package modules that the file at ``path`` imports anywhere in its body (existing files only)."""
-    return _imported_modules(_version(path))
+    return frozenset(m for m in _imported_names(path, path.read_text()) if module_file(m) is not None)
 
 
 @cache
-def _imported_modules(version: tuple[Path, int, int]) -> frozenset[str]:
-    path = version[0]
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _imported_names(path: Path, text: str) -> frozenset[str]:
+    tree = ast.parse(text, filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -87,8 +83,7 @@ def _imported_modules(version: tuple[Path, int, int]) -> frozenset[str]:
             names.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(PACKAGE):
             names.add(node.value)  # importlib.import_module("lossatlas.x"), [python, "-m", "lossatlas.x"]
-    return frozenset(m for name in names if name.split(".")[0] == PACKAGE for m in _with_parents(name)
-                     if module_file(m) is not None)
+    return frozenset(m for name in names if name.split(".")[0] == PACKAGE for m in _with_parents(name))
 
 
 def code_closure(script: str | Path) -> list[Path]:
@@ -118,13 +113,12 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 def code_hash(path: Path) -> str:
     """Hash of one Python file's code: its syntax tree without docstrings (comments never reach the tree)."""
-    return _code_hash(_version(path))
+    return _code_hash(path, path.read_text())
 
 
 @cache
-def _code_hash(version: tuple[Path, int, int]) -> str:
-    path = version[0]
-    tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+def _code_hash(path: Path, text: str) -> str:
+    tree = _strip_docstrings(ast.parse(text, filename=str(path)))
     return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -284,22 +285,29 @@ def dataset_lineage(config: dict, name: str) -> list[str]:
 def source_hash(path: str | Path, function: str | None = None) -> str:
     """Hash of a library source file, or of one top-level function in it (parsed, not imported).
 
-    Rules pass this as a param, so that editing e.g. a figure function reruns exactly the jobs that call
-    it (snakemake reruns a job when its params change), while editing an unrelated function reruns nothing.
+    Superseded by lossatlas.fingerprint.code_fingerprint, which needs no list of function names; kept until no
+    rules file calls it.
     """
     path = Path(path)
     if not path.is_absolute():
         path = REPO_ROOT / path
-    text = path.read_text()
+    return _source_hash(path, path.read_text(), function)
+
+
+@cache  # rules call it once per job: hash each file version once
+def _source_hash(path: Path, text: str, function: str | None) -> str:
     if function is not None:
-        tree = ast.parse(text)
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == function:
-                text = ast.get_source_segment(text, node) or ""
-                break
-        else:
+        segments = _top_level_segments(text)
+        if function not in segments:
             raise ConfigError(f"source_hash: no top-level function '{function}' in {path}")
+        text = segments[function]
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@cache
+def _top_level_segments(text: str) -> dict[str, str]:
+    return {node.name: ast.get_source_segment(text, node) or "" for node in ast.parse(text).body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
 def jsonable(obj: Any) -> Any:

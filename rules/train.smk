@@ -1,7 +1,8 @@
 # Training and evaluation: one job per seed block of one configuration (lossatlas/training.py,
-# lossatlas/evaluation.py). Evaluation's params carry the fingerprint of the code it runs, so an edit that
-# reaches it re-evaluates. train has no code param on purpose (the training exemption, see
-# lossatlas/fingerprint.py): training code edits do not retrain; use --forcerun train.
+# lossatlas/evaluation.py). train has no code param on purpose (the training exemption, see
+# lossatlas/fingerprint.py): training code edits do not retrain; use --forcerun train. Evaluation feeds training
+# (the consistency study derives datasets from its scores), so it is fingerprinted without the train job's code
+# (models included: the checkpoints were trained by the old code); metric and evaluation code edits re-evaluate.
 
 RUN_PATTERN = "results/runs/{study}/{recipe}/{dataset}/{arch}/{optimizer}/{loss}/{block}"
 LOG_PATTERN = RUN_PATTERN.replace("results/runs/", "results/logs/runs/", 1)
@@ -35,7 +36,7 @@ rule evaluate:
         metrics=f"{RUN_PATTERN}/metrics.h5",
     params:
         spec=lambda wc: jsonable(run_of_wildcards(wc).spec),
-        code=code_fingerprint("evaluate.py"),
+        code=code_fingerprint("evaluate.py", exclude_code_of="train.py"),
     log:
         f"{LOG_PATTERN}/evaluate.log",
     threads: config["threads"]

@@ -2,16 +2,17 @@
 
 A job runs its entry script (workflow_scripts/<name>.py) and every lossatlas module that script imports,
 followed transitively, function-local imports included, and modules named in a string (``importlib``,
-``python -m lossatlas.x``). The fingerprint hashes each of those files from its
-syntax tree with docstrings removed: editing code or a module constant changes it (and Snakemake reruns the
-job, whose params changed), editing a comment or a docstring does not. Nothing is listed by hand, so nothing
-can go stale; the price is coarseness (an edit anywhere in a module reruns every job that imports it).
+``python -m lossatlas.x``). The fingerprint hashes each of those files from its syntax tree with docstrings
+removed: editing code or a module constant changes it (and Snakemake reruns the job, whose params changed),
+editing a comment or a docstring does not. Nothing is listed by hand, so nothing can go stale; the price is
+coarseness (an edit anywhere in a module reruns every job that imports it).
 
 Training is the deliberate exception (GPU-days), stated here and in README: the train rule carries no
-fingerprint, and a rule whose output feeds training (the learning-rate probe) is fingerprinted without the code
-the train job runs (``exclude_code_of``), so training-code edits retrain nothing unless forced
-(``--forcerun train``). Dataset code is not exempt: an edit that reaches prepare_dataset or derive_dataset
-rebuilds the data, and Snakemake then retrains every run downstream of it, because the data may have changed.
+fingerprint, and a rule whose output feeds training (the learning-rate probe; evaluation, whose scores derive
+the consistency study's datasets) is fingerprinted without the code the train job runs (``exclude_code_of``),
+so training-code edits retrain nothing unless forced (``--forcerun train``). Dataset code is not exempt: an
+edit that reaches prepare_dataset or derive_dataset rebuilds the data, and Snakemake then retrains every run
+downstream of it, because the data may have changed.
 
 Data files that a job reads as its definition (the claims registry) get ``file_fingerprint`` beside the code.
 

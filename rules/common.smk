@@ -7,6 +7,7 @@ from lossatlas.config import (
     index_runs,
     jsonable,
     select_runs,
+    source_hash,
 )
 from lossatlas.fingerprint import code_fingerprint, file_fingerprint
 

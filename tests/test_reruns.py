@@ -189,7 +189,7 @@ def scheduled_after(finished: dict, edits: dict[str, object]) -> dict[str, int]:
             path = repo / LIBRARY / rel
             originals[path] = path.read_text() if path.exists() else None
             path.write_text(edit(originals[path] or ""))
-        proc = snakemake(finished["workdir"], "-n", "--quiet", "rules", "--rerun-triggers", "params",
+        proc = snakemake(finished["workdir"], "-n", "--quiet", "rules", "--rerun-triggers=params",
                          "all_figures", configfile=CONFIG, snakefile=repo / "Snakefile", env=_env(repo))
     finally:
         for path, text in originals.items():

@@ -3,8 +3,6 @@
 # are plain Python (lossatlas.config); nothing here imports torch or numpy.
 import sys
 
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from lossatlas.config import ConfigError, validate_config
@@ -15,13 +13,11 @@ if not workflow.overwrite_configfiles:
     configfile: str(Path(workflow.basedir) / "config.yaml")
 
 
+# The one validation: schema (with its defaults filled in) and cross-references, errors by key path.
 try:
     validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
-
-
-validate(config, "schemas/config.schema.yaml")
 
 
 include: "rules/common.smk"

@@ -7,8 +7,8 @@ from lossatlas.config import (
     index_runs,
     jsonable,
     select_runs,
-    source_hash,
 )
+from lossatlas.fingerprint import code_fingerprint, file_fingerprint
 
 RUNS = expand_runs(config)
 RUN_BY_DIR = index_runs(RUNS)
@@ -63,7 +63,7 @@ def study_config(paper):
 
 
 def study_enabled(paper):
-    return paper in config["studies"] and config["studies"][paper].get("enabled", True)
+    return paper in config["studies"] and config["studies"][paper]["enabled"]
 
 
 # ---------------------------------------------------------------------- figures in `snakemake --report`

@@ -29,7 +29,7 @@ rule prepare_dataset:
     params:
         spec=lambda wc: jsonable(DATASETS[wc.name]),
         imagenet_dir=lambda wc: config["imagenet_dir"] if DATASETS[wc.name]["source"] == "imagenet" else None,
-        code=source_hash(f"{LIB}/datasets.py"),
+        code=code_fingerprint("prepare_dataset.py"),
     log:
         "results/logs/data/prepare_{name}.log",
     wildcard_constraints:
@@ -51,7 +51,7 @@ rule derive_dataset:
         "data/{name}.h5",
     params:
         spec=lambda wc: jsonable(DATASETS[wc.name]),
-        code=source_hash(f"{LIB}/datasets.py"),
+        code=code_fingerprint("derive_dataset.py"),
     log:
         "results/logs/data/derive_{name}.log",
     wildcard_constraints:

@@ -10,8 +10,8 @@ rule claims:
     params:
         scale=SCALE,
         repo=workflow.basedir,
-        registry=source_hash(f"{LIB}/claims.yaml"),
-        code=source_hash(f"{LIB}/claims.py"),
+        registry=file_fingerprint(f"{LIB}/claims.yaml"),
+        code=code_fingerprint("claims.py"),
     log:
         "results/logs/claims.log",
     conda:
@@ -44,7 +44,7 @@ rule readme_gallery:
     params:
         captions=[f"{PAPER_TITLES[p]}: {Path(f).stem}" for p, f in GALLERY.items()],
         readme=str(Path(workflow.basedir) / "README.md"),
-        code=source_hash(f"{LIB}/gallery.py"),
+        code=code_fingerprint("readme_gallery.py"),
     log:
         "results/logs/readme_gallery.log",
     conda:

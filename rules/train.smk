@@ -1,6 +1,8 @@
 # Training and evaluation: one job per seed block of one configuration (lossatlas/training.py,
-# lossatlas/evaluation.py). Training code edits do not retrain (use --forcerun train); metric code edits
-# re-evaluate, because evaluation's params carry a hash of the metric code.
+# lossatlas/evaluation.py). train has no code param on purpose (the training exemption, see
+# lossatlas/fingerprint.py): training code edits do not retrain; use --forcerun train. Evaluation feeds training
+# (the consistency study derives datasets from its scores), so it is fingerprinted without the train job's code
+# (models included: the checkpoints were trained by the old code); metric and evaluation code edits re-evaluate.
 
 RUN_PATTERN = "results/runs/{study}/{recipe}/{dataset}/{arch}/{optimizer}/{loss}/{block}"
 LOG_PATTERN = RUN_PATTERN.replace("results/runs/", "results/logs/runs/", 1)
@@ -34,7 +36,7 @@ rule evaluate:
         metrics=f"{RUN_PATTERN}/metrics.h5",
     params:
         spec=lambda wc: jsonable(run_of_wildcards(wc).spec),
-        code=source_hash(f"{LIB}/metrics.py") + source_hash(f"{LIB}/evaluation.py"),
+        code=code_fingerprint("evaluate.py", exclude_code_of="train.py"),
     log:
         f"{LOG_PATTERN}/evaluate.log",
     threads: config["threads"]

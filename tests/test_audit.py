@@ -26,10 +26,12 @@ def test_cost_grows_with_model_epochs_and_members():
 
 
 def test_planned_checkpoints_counts_schedule():
-    spec = {"epochs": 10, "checkpoints": {"every": 2, "within_epochs": 2, "per_epoch": 3}}
+    # specs as the validated config gives them: every schedule key has its schema default
+    spec = {"epochs": 10, "checkpoints": {"every": 2, "within_epochs": 2, "per_epoch": 3, "log_spaced": 0}}
     # epochs 0,2,4,6,8,10 (6) + 2 epochs x 3 inner points
     assert planned_checkpoints(spec, steps_per_epoch=5) == 12
-    assert planned_checkpoints({"epochs": 3, "checkpoints": {"every": 1}}, 5) == 4
+    every_epoch = {"every": 1, "within_epochs": 0, "per_epoch": 0, "log_spaced": 0}
+    assert planned_checkpoints({"epochs": 3, "checkpoints": every_epoch}, 5) == 4
 
 
 def test_audit_status_and_rendering(tmp_path):

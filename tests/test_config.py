@@ -13,7 +13,6 @@ from lossatlas.config import (
     expand_runs,
     seed_block_name,
     seed_blocks,
-    source_hash,
     validate_config,
 )
 
@@ -142,16 +141,6 @@ def test_seed_block_names():
     assert seed_block_name([4]) == "s4"
     assert seed_block_name([1, 5, 9]) == "s1_5_9"
     assert seed_blocks([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
-
-
-def test_source_hash_tracks_one_function(tmp_path):
-    src = tmp_path / "mod.py"
-    src.write_text("def a():\n    return 1\n\n\ndef b():\n    return 2\n")
-    ha, hb = source_hash(src, "a"), source_hash(src, "b")
-    src.write_text("def a():\n    return 1\n\n\ndef b():\n    return 3\n")
-    assert source_hash(src, "a") == ha and source_hash(src, "b") != hb
-    with pytest.raises(ConfigError):
-        source_hash(src, "missing")
 
 
 def test_default_config_is_valid():

@@ -1,10 +1,6 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.audit import write_audit  # noqa: E402
-from lossatlas.config import expand_runs  # noqa: E402
-from lossatlas.entry import setup  # noqa: E402
+from lossatlas.audit import write_audit
+from lossatlas.config import expand_runs
+from lossatlas.entry import setup
 
 log = setup(snakemake)
 report_md = write_audit(snakemake.config, expand_runs(snakemake.config), snakemake.params.figure_runs,

@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.datasets import derive_dataset  # noqa: E402
-from lossatlas.entry import setup  # noqa: E402
+from lossatlas.datasets import derive_dataset
+from lossatlas.entry import setup
 
 setup(snakemake)
 derive_dataset(

@@ -1,9 +1,5 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lossatlas.entry import setup  # noqa: E402
-from lossatlas.evaluation import evaluate_run  # noqa: E402
+from lossatlas.entry import setup
+from lossatlas.evaluation import evaluate_run
 
 setup(snakemake)
 evaluate_run(

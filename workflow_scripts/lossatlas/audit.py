@@ -42,18 +42,18 @@ def planned_checkpoints(spec: dict, steps_per_epoch: int) -> int:
 
     Counts distinct checkpoint positions: epoch 0, every k-th epoch, the last epoch, the extra points inside
     the first epochs, explicit epochs and log-spaced steps (which may coincide with the others; the count is
-    an upper bound then). A run that stops early at a target loss has fewer.
+    an upper bound then). A run that stops early at a target loss has fewer. ``spec`` has the schema's defaults.
     """
-    sched = spec.get("checkpoints") or {}
-    epochs = int(spec.get("epochs", 1)) + int((spec.get("pretrain") or {}).get("epochs", 0))
-    every = int(sched.get("every", 1))
+    sched = spec["checkpoints"]
+    epochs = int(spec["epochs"]) + int((spec.get("pretrain") or {}).get("epochs", 0))
+    every = int(sched["every"])
     points = {float(e) for e in range(0, epochs + 1, every)} | {0.0, float(epochs)}
-    within, per = int(sched.get("within_epochs", 0)), int(sched.get("per_epoch", 0))
+    within, per = int(sched["within_epochs"]), int(sched["per_epoch"])
     for e in range(min(within, epochs)):
         for j in range(1, per + 1):
             points.add(e + j / (per + 1))
     points |= {float(e) for e in sched.get("epochs", []) or [] if e <= epochs}
-    return len(points) + min(int(sched.get("log_spaced", 0)), max(steps_per_epoch * epochs, 0))
+    return len(points) + min(int(sched["log_spaced"]), max(steps_per_epoch * epochs, 0))
 
 
 def audit_rows(config: dict, runs: Iterable[Run], root: Path = Path("."),
@@ -61,7 +61,7 @@ def audit_rows(config: dict, runs: Iterable[Run], root: Path = Path("."),
     rows = []
     for run in runs:
         _, n_train = dataset_shape(config, run.dataset)
-        steps = max(1, -(-n_train // int(run.spec.get("batch_size", 64))))
+        steps = max(1, -(-n_train // int(run.spec["batch_size"])))
         cost = run_cost(config, run.spec)
         evaluated = run.study not in unevaluated_studies
         status = run_status(run, root, evaluated)

@@ -11,8 +11,6 @@ under ``results/runs/<study>/<recipe>/<dataset>/<arch>/<optimizer>/<loss>/<block
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -97,7 +95,7 @@ def schema_errors(config: dict, schema_path: Path = SCHEMA_PATH) -> list[str]:
 
 
 def apply_defaults(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
-    """Fill schema defaults into ``config`` in place (what snakemake's validate() also does)."""
+    """Fill schema defaults into ``config`` in place."""
     from jsonschema import Draft202012Validator, validators
 
     schema = _load_schema(schema_path)
@@ -229,16 +227,16 @@ def run_spec(config: dict, study: str, recipe_name: str, dataset: str, arch: str
         optimizer={"name": optimizer, **config["optimizers"][optimizer]},
         loss=loss,
         seeds=list(seeds),
-        device=config.get("device", "auto"),
+        device=config["device"],
     )
     return spec
 
 
 def expand_runs(config: dict) -> list[Run]:
-    """Every training job of every study in the config, in a stable order."""
+    """Every training job of every study in a validated config (defaults filled), in a stable order."""
     runs = []
     for study, scfg in (config.get("studies") or {}).items():
-        if not scfg.get("enabled", True):
+        if not scfg["enabled"]:
             continue
         for rname, recipe in (scfg.get("recipes") or {}).items():
             for ds in recipe["datasets"]:
@@ -281,30 +279,6 @@ def dataset_lineage(config: dict, name: str) -> list[str]:
         seen.add(name)
         name = config["datasets"][name].get("derive_from")
     return chain
-
-
-# --------------------------------------------------------------------------------- code-change tracking
-
-
-def source_hash(path: str | Path, function: str | None = None) -> str:
-    """Hash of a library source file, or of one top-level function in it (parsed, not imported).
-
-    Rules pass this as a param, so that editing e.g. a figure function reruns exactly the jobs that call
-    it (snakemake reruns a job when its params change), while editing an unrelated function reruns nothing.
-    """
-    path = Path(path)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    text = path.read_text()
-    if function is not None:
-        tree = ast.parse(text)
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == function:
-                text = ast.get_source_segment(text, node) or ""
-                break
-        else:
-            raise ConfigError(f"source_hash: no top-level function '{function}' in {path}")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def jsonable(obj: Any) -> Any:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lossatlas.dataset_specs import resolve_spec
+
 # Input shapes of the sources (C, H, W) or (D,); bundled sources as the datasets module stores them.
 SOURCE_SHAPES: dict[str, tuple[int, ...]] = {
     "digits": (1, 8, 8),
@@ -60,17 +62,17 @@ class RunCost:
 
 def dataset_shape(config: dict, name: str) -> tuple[tuple[int, ...], int]:
     """(input shape, approximate train-set size) of a configured dataset, following derivations."""
-    spec = config["datasets"][name]
-    while "derive_from" in spec:
-        spec = config["datasets"][spec["derive_from"]]
+    while "derive_from" in config["datasets"][name]:
+        name = config["datasets"][name]["derive_from"]
+    spec = resolve_spec(name, config["datasets"][name])  # the source's defaults live in dataset_specs
     source = spec["source"]
     if source == "imagenet":
-        size = int(spec.get("image_size", 224))
-        n = int(spec.get("train_per_class", 1300)) * len(spec.get("wnids", [0] * 20))
+        size = int(spec["image_size"])
+        n = int(spec["train_per_class"] or 1300) * len(spec["wnids"])  # ImageNet: about 1,300 per class
         return (3, size, size), n
     if source in ("gaussian_mixture", "make_classification"):
-        return (int(spec.get("n_features", 20)),), int(spec.get("n_samples", 1000))
-    n = int(spec.get("n_train", SOURCE_TRAIN_SIZES.get(source, 1000)))
+        return (int(spec["n_features"]),), int(spec["n_samples"])
+    n = int(spec.get("n_train") or SOURCE_TRAIN_SIZES.get(source, 1000))
     return SOURCE_SHAPES.get(source, (1,)), n
 
 
@@ -90,18 +92,19 @@ def forward_flops(arch: dict, input_shape: tuple[int, ...], num_classes: int = 1
 
 
 def run_cost(config: dict, spec: dict) -> RunCost:
-    """Estimated cost of one training job (all members of its seed block, all phases)."""
-    cm = config.get("cost_model", {}) or {}
+    """Estimated cost of one training job (all members of its seed block, all phases); ``config`` validated,
+    so every cost_model default is filled in from schemas/config.schema.yaml."""
+    cm = config["cost_model"]
     shape, n_train = dataset_shape(config, spec["dataset"])
     flops = forward_flops(spec["architecture"], shape)
-    epochs = int(spec.get("epochs", 10)) + int((spec.get("pretrain") or {}).get("epochs", 0))
+    epochs = int(spec["epochs"]) + int((spec.get("pretrain") or {}).get("epochs", 0))
     examples = n_train * epochs * len(spec["seeds"])
     family = spec["architecture"]["model"]
-    utilization = float(cm.get("utilization", {}).get(family, cm.get("default_utilization", 0.15)))
-    peak = float(cm.get("peak_tflops", 60.0)) * 1e12
-    seconds = 3.0 * flops * examples / (peak * utilization) + float(cm.get("startup_seconds", 60.0))
+    utilization = float(cm["utilization"].get(family, cm["default_utilization"]))
+    peak = float(cm["peak_tflops"]) * 1e12
+    seconds = 3.0 * flops * examples / (peak * utilization) + float(cm["startup_seconds"])
     mem_mb = int(2000 + 4 * 4 * math.prod(shape) * n_train / 1e6)  # dataset held in memory, 4 bytes, ×4 slack
-    runtime = max(10, int(math.ceil(seconds * float(cm.get("runtime_safety", 3.0)) / 60.0)))
+    runtime = max(10, int(math.ceil(seconds * float(cm["runtime_safety"]) / 60.0)))
     return RunCost(gpu_hours=seconds / 3600.0, runtime_minutes=runtime, mem_mb=mem_mb)
 
 

@@ -68,8 +68,8 @@ def _build(attrs: dict, spec: dict, device: torch.device) -> nn.Module:
     from lossatlas.models import build_model
 
     model = build_model(dict(spec["architecture"]), tuple(json.loads(attrs["input_shape"])),
-                        int(attrs["num_outputs"]), dropout=bool(spec.get("dropout", True)))
-    model = model.to(dtype=torch_dtype(spec.get("dtype", "float32")), device=device).eval()
+                        int(attrs["num_outputs"]), dropout=bool(spec["dropout"]))
+    model = model.to(dtype=torch_dtype(spec["dtype"]), device=device).eval()
     return model.to(memory_format=torch.channels_last) if channels_last(model) else model
 
 
@@ -141,10 +141,10 @@ def evaluate_run(spec: dict, checkpoints_path: str | os.PathLike, dataset_path: 
     from lossatlas.datasets import load_dataset
 
     t0 = time.perf_counter()
-    device = resolve_device(spec.get("device", "auto"))
-    dtype = torch_dtype(spec.get("dtype", "float32"))
-    ecfg = {"splits": ["train", "test"], "lp": [1, 2, "inf"], "full_softmax": False, "batch_size": 128,
-            **(spec.get("eval") or {})}
+    # The spec comes from the validated config: every default is filled in from schemas/recipe.schema.yaml.
+    device = resolve_device(spec["device"])
+    dtype = torch_dtype(spec["dtype"])
+    ecfg = spec["eval"]
     lp = list(ecfg["lp"])
     ds = load_dataset(dataset_path, verify=True)
     with open_checkpoints(checkpoints_path) as ck, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:

@@ -1,14 +1,20 @@
 """Code fingerprints: the `code` param of every rule, derived from what its job actually runs.
 
 A job runs its entry script (workflow_scripts/<name>.py) and every lossatlas module that script imports,
-followed transitively, function-local imports included. The fingerprint hashes each of those files from its
-syntax tree with docstrings removed: editing code or a module constant changes it (and Snakemake reruns the
-job, whose params changed), editing a comment or a docstring does not. Nothing is listed by hand, so nothing
-can go stale; the price is coarseness (an edit anywhere in a module reruns every job that imports it).
+followed transitively, function-local imports included, and modules named in a string (``importlib``,
+``python -m lossatlas.x``). The fingerprint hashes each of those files from its syntax tree with docstrings
+removed: editing code or a module constant changes it (and Snakemake reruns the job, whose params changed),
+editing a comment or a docstring does not. Nothing is listed by hand, so nothing can go stale; the price is
+coarseness (an edit anywhere in a module reruns every job that imports it).
 
-Training is the deliberate exception (GPU-days): the train rule carries no fingerprint, and a rule whose
-output feeds training (the learning-rate probe) is fingerprinted without the code the train job runs
-(``exclude_code_of``), so training-code edits retrain nothing unless forced (``--forcerun train``).
+Training is the deliberate exception (GPU-days), stated here and in README: the train rule carries no
+fingerprint, and a rule whose output feeds training (the learning-rate probe; evaluation, whose scores derive
+the consistency study's datasets) is fingerprinted without the code the train job runs (``exclude_code_of``),
+so training-code edits retrain nothing unless forced (``--forcerun train``). Dataset code is not exempt: an
+edit that reaches prepare_dataset or derive_dataset rebuilds the data, and Snakemake then retrains every run
+downstream of it, because the data may have changed.
+
+Data files that a job reads as its definition (the claims registry) get ``file_fingerprint`` beside the code.
 
 Stdlib only: the Snakefile calls this at parse time, which happens again inside every cluster job.
 """
@@ -52,10 +58,17 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-@cache
+# The parsing helpers are cached on (path, text): a file edited in a long-lived process (a test) is parsed again.
+
+
 def imported_modules(path: Path) -> frozenset[str]:
     """Package modules that the file at ``path`` imports anywhere in its body (existing files only)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    return frozenset(m for m in _imported_names(path, path.read_text()) if module_file(m) is not None)
+
+
+@cache
+def _imported_names(path: Path, text: str) -> frozenset[str]:
+    tree = ast.parse(text, filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -69,8 +82,9 @@ def imported_modules(path: Path) -> frozenset[str]:
             names.add(base)
             # `from lossatlas.figures import universality` imports a module, not a name
             names.update(f"{base}.{alias.name}" for alias in node.names)
-    return frozenset(m for name in names if name.split(".")[0] == PACKAGE for m in _with_parents(name)
-                     if module_file(m) is not None)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(PACKAGE):
+            names.add(node.value)  # importlib.import_module("lossatlas.x"), [python, "-m", "lossatlas.x"]
+    return frozenset(m for name in names if name.split(".")[0] == PACKAGE for m in _with_parents(name))
 
 
 def code_closure(script: str | Path) -> list[Path]:
@@ -98,10 +112,14 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-@cache
 def code_hash(path: Path) -> str:
     """Hash of one Python file's code: its syntax tree without docstrings (comments never reach the tree)."""
-    tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+    return _code_hash(path, path.read_text())
+
+
+@cache
+def _code_hash(path: Path, text: str) -> str:
+    tree = _strip_docstrings(ast.parse(text, filename=str(path)))
     return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
 
 
@@ -120,3 +138,9 @@ def code_fingerprint(script: str, exclude_code_of: str | None = None) -> str:
         rel = path.relative_to(ENTRY_SCRIPTS).as_posix()
         digest.update(f"{rel}\0{code_hash(path)}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """Fingerprint of a data file's bytes (``path`` relative to the repository root, or absolute)."""
+    path = Path(path) if Path(path).is_absolute() else ENTRY_SCRIPTS.parent / path
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -37,8 +37,8 @@ LIBRARY_MODULES = sorted(p.relative_to(REPO).as_posix() for p in (REPO / LIBRARY
 # (file, function) edits: a statement at the top of the function's body.
 FUNCTION_SAMPLES = [
     ("figures/loss_patterns.py", "_stats"),
-    ("figures/loss_patterns.py", "read_search"),
-    ("figures/consistency.py", "_n"),
+    ("analysis/loss_patterns.py", "read_search"),
+    ("analysis/consistency.py", "_n"),
     ("figures/embedding.py", "draw"),
     ("figures/universality.py", "draw"),
     ("analysis/consistency_plan.py", "index_plan"),
@@ -46,11 +46,11 @@ FUNCTION_SAMPLES = [
 ]
 # (file, constant) edits: the constant's definition rewritten to an equal value.
 CONSTANT_SAMPLES = [
-    ("figures/loss_patterns.py", "DPI"),
+    ("figures/common.py", "DPI"),
     ("figures/consistency.py", "PHASE_NAMES"),
     ("figures/embedding.py", "BLUE"),
-    ("analysis/consistency.py", "SPLITS"),
-    ("analysis/universality.py", "LOSS_LABEL"),
+    ("analysis/consistency_scores.py", "SPLITS"),
+    ("figures/universality.py", "LOSS_LABEL"),
 ]
 
 
@@ -99,15 +99,16 @@ def edit_constant(name: str):
 # ------------------------------------------------------------------------------------------- expectations
 
 
-def rule_scripts(repo: Path) -> dict[str, str]:
-    """Rule name -> its entry script (workflow_scripts/<name>.py), read from rules/*.smk."""
+def rule_scripts(repo: Path) -> dict[str, tuple[str, bool]]:
+    """Rule name -> (its entry script in workflow_scripts/, whether its fingerprint leaves out the train job's
+    code), read from rules/*.smk."""
     out = {}
     for smk in sorted((repo / "rules").glob("*.smk")):
         blocks = re.split(r"^\s*rule (\w+):", smk.read_text(), flags=re.MULTILINE)
         for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
             script = re.search(r"workflow_scripts/(\w+\.py)", body)
             if script:
-                out[name] = script.group(1)
+                out[name] = (script.group(1), 'exclude_code_of="train.py"' in body)
     return out
 
 
@@ -171,12 +172,17 @@ def finished(tmp_path_factory) -> dict:
     assert totals, "the run listed no jobs"
     scripts = rule_scripts(repo)
     consumers = rule_graph(repo, workdir)
+    train_code = closure(scripts["train"][0])
+    # The policy: whatever feeds training (other than the data itself) answers only for code training does not run.
     feeds_training = upstream({"train"}, consumers) - DATA_RULES - {"train"}
-    closures = {rule: closure(script) - (closure(scripts["train"]) if rule in feeds_training else set())
-                for rule, script in scripts.items() if rule in totals and rule not in EXEMPT_RULES}
+    unexempt = sorted(r for r in feeds_training if r in scripts and not scripts[r][1])
+    assert not unexempt, f"rules upstream of training must fingerprint without the train job's code: {unexempt}"
+    closures = {rule: closure(script) - (train_code if excludes_training else set())
+                for rule, (script, excludes_training) in scripts.items()
+                if rule in totals and rule not in EXEMPT_RULES}
     assert closures, "no fingerprinted rule found in rules/*.smk"
     return {"repo": repo, "workdir": workdir, "totals": totals, "closures": closures, "consumers": consumers,
-            "train_code": closure(scripts["train"]),
+            "train_code": train_code,
             "data_code": set().union(*(closures[r] for r in DATA_RULES if r in closures))}
 
 
@@ -275,3 +281,17 @@ def test_docstring_and_comment_edits_schedule_nothing(finished):
 
     assert scheduled_after(finished, {module: edit}) == {}
 
+
+
+def test_newer_entry_scripts_rerun_nothing(finished):
+    """A checkout or `git pull` gives entry scripts new file times: with the workflow's own rerun triggers
+    (profiles/default drops Snakemake's script-mtime trigger; the fingerprints cover the scripts' code) that
+    reruns nothing, so it retrains nothing."""
+    repo = finished["repo"]
+    for script in (repo / "workflow_scripts").glob("*.py"):
+        script.touch()
+    proc = snakemake(finished["workdir"], "-n", "--quiet", "rules", "all_figures", configfile=CONFIG,
+                     snakefile=repo / "Snakefile", env=_env(repo))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-4000:]
+    assert job_counts(text) == {}, text[-4000:]

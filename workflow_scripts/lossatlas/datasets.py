@@ -29,6 +29,7 @@ identical bytes; they are written atomically (a failed job leaves no file).
 
 Randomness: every random choice draws from ``numpy.random.default_rng([seed, stream, split])`` with a fixed
 stream number per purpose (noise, split, labels, pixels, ...): a dataset is a pure function of its spec.
+(MNIST-1D is the exception: the mnist1d package draws from numpy's global generator, seeded with ``seed``.)
 Which keys each source / derivation takes, and their defaults: ``lossatlas.dataset_specs``.
 """
 

@@ -179,6 +179,14 @@ def test_dataset_key_foreign_to_its_source_is_named():
     assert "datasets.digits.n_features" in problems_of(cfg)
 
 
+def test_real_data_source_bad_argument_is_named():
+    cfg = base_config()
+    cfg["datasets"]["m1d"] = {"source": "mnist1d", "max_translation": 0}
+    cfg["datasets"]["m5k"] = {"source": "mnist5k", "test_fraction": 1.5}
+    problems = problems_of(cfg)
+    assert "datasets.m1d.max_translation" in problems and "datasets.m5k.test_fraction" in problems
+
+
 def test_derivation_missing_required_key_is_named():
     cfg = base_config()
     cfg["datasets"]["noisy"] = {"derive_from": "digits", "derivation": "corrupt_labels"}

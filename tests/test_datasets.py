@@ -180,6 +180,53 @@ def test_fake_imagenet_tree(tmp_path):
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_mnist5k_is_mlxtends_real_mnist_split_stratified(tmp_path):
+    ds = build(tmp_path, "m5", {"source": "mnist5k", "seed": 0})
+    assert ds.x_train.shape == (4000, 1, 28, 28) and ds.x_test.shape == (1000, 1, 28, 28)
+    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64
+    assert np.bincount(ds.y_train).tolist() == [400] * 10 and np.bincount(ds.y_test).tolist() == [100] * 10
+    assert ds.x_train.max() == 255 and 0.1 < ds.attrs["channel_mean"][0] < 0.15  # MNIST's mean is 0.13
+    assert ds.class_names == [str(c) for c in range(10)]
+    again, other = tmp_path / "again.h5", tmp_path / "other.h5"
+    build_source_dataset("m5", {"source": "mnist5k", "seed": 0}, str(again))
+    assert again.read_bytes() == (tmp_path / "m5.h5").read_bytes()
+    build_source_dataset("m5", {"source": "mnist5k", "seed": 1, "test_fraction": 0.5}, str(other))
+    half = load_dataset(other)
+    assert np.bincount(half.y_test).tolist() == [250] * 10
+    # the seed draws another split: seed 0's test images are not all among seed 1's (ids are renumbered)
+    assert not {x.tobytes() for x in ds.x_test} <= {x.tobytes() for x in half.x_test}
+
+
+def test_mnist1d_is_the_packages_make_dataset(tmp_path):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    spec = {"source": "mnist1d", "n_samples": 200, "iid_noise_scale": 0.05, "seed": 3}
+    np.random.seed(123)
+    ds = build(tmp_path, "m1", spec)
+    assert np.random.randint(1 << 30) == np.random.RandomState(123).randint(1 << 30)  # global RNG untouched
+    assert ds.x_train.shape == (160, 1, 40) and ds.x_test.shape == (40, 1, 40)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    assert np.bincount(np.concatenate([ds.y_train, ds.y_test])).tolist() == [20] * 10
+    args = get_dataset_args()
+    args.num_samples, args.iid_noise_scale, args.seed = 200, 0.05, 3
+    reference = make_dataset(args)  # train_split 0.8: the same 160 / 40 division
+    np.testing.assert_array_equal(ds.x_train[:, 0], reference["x"].astype(np.float32))
+    np.testing.assert_array_equal(ds.y_test, reference["y_test"])
+    again = tmp_path / "again.h5"
+    build_source_dataset("m1", spec, str(again))
+    assert again.read_bytes() == (tmp_path / "m1.h5").read_bytes()
+    other = build(tmp_path, "m1b", {**spec, "seed": 4, "final_seq_length": 24})
+    assert other.x_train.shape == (160, 1, 24)
+
+
+def test_real_data_sources_bad_arguments_name_the_key():
+    assert spec_errors("m", {"source": "mnist1d", "n_samples": 205}) == [
+        "datasets.m.n_samples: mnist1d makes n_samples/10 examples per class; give a multiple of 10"]
+    assert spec_errors("m", {"source": "mnist1d", "padding": [60, 36]})[0].startswith("datasets.m.padding:")
+    assert spec_errors("m", {"source": "mnist5k", "noise_sigma": 1.0})[0].startswith(
+        "datasets.m.noise_sigma: not used by source 'mnist5k'")
+
+
 # ---------------------------------------------------------------------------------------- HDF5 schema
 
 

@@ -27,6 +27,7 @@ TINY = (1, 8, 8)
 CIFAR = (3, 32, 32)
 MNIST = (1, 28, 28)
 IMAGENET = (3, 224, 224)
+MNIST1D = (1, 40)
 
 # Every registry entry (paper-size settings, plus the tiny settings the default config uses on 8×8 digits)
 # with the input shapes it supports.
@@ -60,6 +61,12 @@ CASES: list[tuple[str, dict, list[tuple[int, ...]]]] = [
                      "hidden": [32]}, [TINY]),
     ("tiny_resnet", {"model": "tiny_resnet", "channels": 16, "blocks": 2}, [TINY, CIFAR]),
     ("tiny_resnet_nobn", {"model": "tiny_resnet", "channels": 8, "blocks": 1, "batchnorm": False}, [TINY]),
+    # real data: MNIST-5k through the 2-D families above; MNIST-1D signals (C, L)
+    ("resnet18_narrow", {"model": "resnet", "depth": 18, "width": 8}, [MNIST]),
+    ("cnn1d", {"model": "cnn1d"}, [MNIST1D, (2, 64)]),
+    ("cnn1d_bn", {"model": "cnn1d", "channels": [8, 16], "kernels": [3, 3], "stride": 1, "padding": 0,
+                  "batchnorm": True}, [MNIST1D]),
+    ("mlp_mnist1d", {"model": "mlp", "hidden": [100, 100]}, [MNIST1D]),
 ]
 
 
@@ -106,6 +113,10 @@ def test_conv_models_reject_tabular_input_and_too_small_images():
         build_model({"model": "tiny_cnn"}, (64,), 10)
     with pytest.raises(ValueError, match="too small"):
         build_model({"name": "g11", "model": "conv3_firstbias"}, TINY, 10)
+    with pytest.raises(ValueError, match=r"needs 1-D signal input \(C, L\)"):
+        build_model({"model": "cnn1d"}, MNIST, 10)
+    with pytest.raises(ValueError, match="image input"):
+        build_model({"model": "st_vgg"}, MNIST1D, 10)
 
 
 # --------------------------------------------------------------------------------------- parameter counts
@@ -134,6 +145,8 @@ def test_normalized_loss_appendix_g1_parameter_counts_are_exact():
     ({"model": "st_vgg"}, CIFAR, 10, 680_736 + 524_800 + 5_130),
     # MPO App. B: convs 3·9·8+8 + 8·9·32+32 + 32·9·64+64 = 21,056; 1,024·128+128 = 131,200; 128·10+10 = 1,290.
     ({"model": "mpo_cnn"}, CIFAR, 10, 21_056 + 131_200 + 1_290),
+    # MNIST-1D paper's CNN: convs 1·5·25+25 + 25·3·25+25 + 25·3·25+25 = 3,950; 40→19→10→5, 125·10+10 = 1,260.
+    ({"model": "cnn1d"}, MNIST1D, 10, 3_950 + 1_260),
 ])
 def test_parameter_counts_match_reference_implementations(arch, shape, num_classes, expected):
     with torch.device("meta"):  # no memory, no initialisation: counting only

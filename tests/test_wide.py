@@ -20,7 +20,7 @@ TOL = 1e-11  # relative to the tensor's largest magnitude (at least 1)
 def close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return float((a - b).abs().max()) <= TOL * max(1.0, float(b.abs().max()))
 
-# One small instance of every family in the registry, on 8×8 single-channel inputs.
+# One small instance of every family in the registry, on 8×8 single-channel inputs (1-D nets: signals of 16).
 ARCHS = {
     "mlp_bn_bias": {"model": "mlp", "hidden": [8, 6], "batchnorm": True, "bias": [True, False, True]},
     "mlp_offset_bn_dropout": {"model": "mlp", "hidden": [8], "batchnorm": True, "bn_scale_offset": 0.5,
@@ -40,16 +40,24 @@ ARCHS = {
     "conv5_bn": {"model": "conv5_bn", "channels": [4, 4, 4, 4], "strides": [1, 1, 2, 2], "padding": 1},
     "mpo_cnn_bn_batch_stats": {"model": "mpo_cnn", "channels": [4, 4], "batchnorm": True, "bn_scale_offset": 0.5,
                                "bn_running_stats": False, "pool": 2, "hidden": 8, "maxpool": True},
+    "cnn1d": {"model": "cnn1d", "channels": [4, 4], "kernels": [5, 3]},  # strided, padded: 16→7→4
+    "cnn1d_bn_unpadded": {"model": "cnn1d", "channels": [4, 3], "kernels": [3, 2], "stride": 1, "padding": 0,
+                          "batchnorm": True},
 }
+SIGNAL_SHAPE = (1, 16)
+
+
+def input_shape(arch: dict) -> tuple[int, ...]:
+    return SIGNAL_SHAPE if arch["model"] == "cnn1d" else (1, 8, 8)
 
 
 def members(arch: dict, seeds: list[int], dtype=torch.float64) -> list[nn.Module]:
     spec = {"architecture": {"name": "t", **arch}, "dropout": True, "init": {"scheme": "default"}}
-    return [T.build_member(spec, (1, 8, 8), 3, s, torch.device("cpu"), dtype) for s in seeds]
+    return [T.build_member(spec, input_shape(arch), 3, s, torch.device("cpu"), dtype) for s in seeds]
 
 
 def train_steps(group, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-    """SGD with momentum on ``batches`` ((G, B, 1, 8, 8) inputs, (G, B) labels); the per-step losses."""
+    """SGD with momentum on ``batches`` ((G, B, *input shape) inputs, (G, B) labels); the per-step losses."""
     optimizer = T.make_optimizer(group.parameters(), {"name": "sgd", "lr": 0.1, "momentum": 0.9}, 0.1)
     group.train()
     losses = []
@@ -71,9 +79,9 @@ def test_wide_members_train_exactly_as_alone(name):
     arch, seeds = ARCHS[name], [3, 1, 4]
     assert wide.unsupported_layers(members(arch, seeds[:1])[0]) == []
     gen = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(3, 6, 1, 8, 8, generator=gen, dtype=torch.float64),
+    batches = [(torch.randn(3, 6, *input_shape(arch), generator=gen, dtype=torch.float64),
                 torch.randint(0, 3, (3, 6), generator=gen)) for _ in range(3)]
-    group = T.WideGroup(members(arch, seeds), seeds, (1, 8, 8))
+    group = T.WideGroup(members(arch, seeds), seeds, input_shape(arch))
     wide_losses = torch.stack(train_steps(group, batches))
     stacked = group.state()
     for g, seed in enumerate(seeds):

@@ -24,6 +24,8 @@ SOURCE_SHAPES: dict[str, tuple[int, ...]] = {
     "mnist": (1, 28, 28),
     "fashion_mnist": (1, 28, 28),
     "regression1d": (1,),
+    "mnist5k": (1, 28, 28),
+    "mnist1d": (1, 40),
 }
 SOURCE_TRAIN_SIZES: dict[str, int] = {
     "digits": 1797,
@@ -32,6 +34,8 @@ SOURCE_TRAIN_SIZES: dict[str, int] = {
     "cifar100": 50000,
     "mnist": 60000,
     "fashion_mnist": 60000,
+    "mnist5k": 4000,
+    "mnist1d": 4000,
 }
 
 # Forward GFLOPs (2 × multiply-adds) per 32×32 image of the CIFAR variants, from the architectures' layer
@@ -50,6 +54,7 @@ CONV_GFLOPS_32 = {
     "mpo_cnn": 0.02,
     "tiny_cnn": 0.002,
     "tiny_resnet": 0.002,
+    "cnn1d": 0.0001,  # the MNIST-1D CNN on 40-long signals: 32 k multiply-adds
 }
 
 

@@ -38,6 +38,11 @@ SOURCE_KEYS: dict[str, dict[str, Any]] = {
     "npz": {"path": _REQUIRED, "num_classes": None},
     "hdf5": {"path": _REQUIRED},
     "image_folder": {"path": _REQUIRED, "image_size": _REQUIRED},
+    "mnist5k": {"test_fraction": 0.2},
+    # mnist1d's get_dataset_args() defaults (the published MNIST-1D, which also used seed 42).
+    "mnist1d": {"n_samples": 5000, "test_fraction": 0.2, "template_len": 12, "padding": [36, 60],
+                "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 0.02,
+                "shear_scale": 0.75, "shuffle_seq": False, "final_seq_length": 40},
 }
 
 DERIVATION_KEYS: dict[str, dict[str, Any]] = {
@@ -85,6 +90,13 @@ def spec_errors(name: str, spec: dict) -> list[str]:
                     "(first n_train examples train), not both")
     if spec.get("source") == "regression1d" and spec.get("x_max", 1.0) <= spec.get("x_min", -1.0):
         errs.append(f"{where}.x_max: must be larger than x_min")
+    if spec.get("source") == "mnist1d":
+        if spec.get("n_samples", 10) % 10:
+            errs.append(f"{where}.n_samples: mnist1d makes n_samples/10 examples per class; give a multiple "
+                        "of 10")
+        low, high = spec.get("padding", [0, 0])
+        if low > high:
+            errs.append(f"{where}.padding: [low, high] needs low <= high, got {spec['padding']}")
     if spec.get("source") == "cifar100" and "superclass" in spec:
         errs.append(f"{where}.superclass: use a derived dataset with derivation: superclass")
     if spec.get("derivation") == "superclass" and not 0 <= int(spec.get("superclass", 0)) < 20:

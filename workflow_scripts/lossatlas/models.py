@@ -6,7 +6,8 @@
 ``MODELS`` maps a registry name (the entry's ``model`` key) to a constructor
 ``f(input_shape, num_classes, dropout, **kwargs) -> nn.Module``; the entry's other keys are the keyword
 arguments (``name`` is ignored). Every model takes float input of shape (B, *input_shape) and returns logits
-(B, num_classes); convolutional nets need image inputs (C, H, W), MLPs flatten whatever they get.
+(B, num_classes); 2-D convolutional nets need image inputs (C, H, W), ``cnn1d`` 1-D signals (C, L), MLPs flatten
+whatever they get.
 
 Choices that hold for every family (the papers do not state them):
 - Max/avg pools use ``ceil_mode=True``: identical to floor mode on even sizes (every paper input size), and
@@ -29,6 +30,9 @@ The papers' architectures as config entries (parameter counts in tests/test_mode
     tiny (8×8)    {model: tiny_cnn, ...}; {model: tiny_resnet, ...}; {model: conv3_firstbias, filters: 8,
                   kernel: 3}; {model: conv5_bn, channels: [...], padding: 1}; {model: st_vgg, channels: [8, 8,
                   16, 16], dense: 64}; {model: mpo_cnn, channels: [4, 8, 16], pool: 2, hidden: 32}
+    real data     MNIST-5k (28×28): {model: st_vgg, variant: small} or with channels: [8, 8, 16, 16], dense: 64
+                  (28→14→7); {model: resnet, depth: 18, width: 8} (cifar stem, 28→14→7→4); MNIST-1D (1, 40):
+                  {model: cnn1d} (the MNIST-1D paper's CNN), {model: mlp, hidden: [100, 100]}, {model: mlp}
 
 ``build_model`` draws PyTorch's default initialisation from a fixed private seed (the global RNG is left
 alone); ``initialize`` then redraws every parameter from the generator it is given, so a member's initial
@@ -71,6 +75,13 @@ def _image_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int, in
         raise ValueError(f"model {model!r} needs image input (C, H, W); got input_shape {tuple(input_shape)}")
     c, h, w = (int(v) for v in input_shape)
     return c, h, w
+
+
+def _signal_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int]:
+    if len(input_shape) != 2:
+        raise ValueError(f"model {model!r} needs 1-D signal input (C, L); got input_shape {tuple(input_shape)}")
+    c, length = (int(v) for v in input_shape)
+    return c, length
 
 
 def _auto(choice: str, input_shape: tuple[int, int, int], key: str) -> str:
@@ -531,10 +542,35 @@ def tiny_resnet(input_shape: tuple[int, ...], num_classes: int, dropout: bool = 
     return nn.Sequential(*layers)
 
 
+def cnn1d(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *,
+          channels: Sequence[int] = (25, 25, 25), kernels: Sequence[int] = (5, 3, 3), stride: int = 2,
+          padding: int = 1, batchnorm: bool = False) -> nn.Module:
+    """1-D CNN for signals (C, L): per channel count Conv1d(kernel, stride, padding) [→ BN] → ReLU, then
+    flatten → Linear(K). No pooling and no dropout.
+
+    Defaults: the CNN of the MNIST-1D paper (Greydanus 2020): three convolutions of 25 channels, kernels 5, 3, 3,
+    stride 2, padding 1, a linear head; on L = 40: 40→19→10→5, flatten 125, 5,210 parameters.
+    """
+    c, length = _signal_shape(input_shape, "cnn1d")
+    if len(kernels) != len(channels):
+        raise ValueError(f"cnn1d: {len(channels)} channels but {len(kernels)} kernels")
+    layers: list[nn.Module] = []
+    cin = c
+    for cout, k in zip(channels, kernels, strict=True):
+        layers.append(nn.Conv1d(cin, cout, k, stride=stride, padding=padding, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(cout))
+        layers.append(nn.ReLU())
+        cin = cout
+    n = _flat_size(nn.Sequential(*layers), (c, length), "cnn1d")
+    layers += [nn.Flatten(), nn.Linear(n, num_classes)]
+    return nn.Sequential(*layers)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "vgg": vgg, "resnet": resnet, "densenet": densenet, "st_vgg": st_vgg,
     "mnist_arch": mnist_arch, "conv3_firstbias": conv3_firstbias, "conv5_bn": conv5_bn, "mpo_cnn": mpo_cnn,
-    "tiny_cnn": tiny_cnn, "tiny_resnet": tiny_resnet,
+    "tiny_cnn": tiny_cnn, "tiny_resnet": tiny_resnet, "cnn1d": cnn1d,
 }
 
 

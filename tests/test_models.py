@@ -407,3 +407,28 @@ def test_architecture_schema_lists_exactly_each_models_options():
         assert set(by_model[name]["properties"]) - {"model"} == set(params), name
         required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
         assert set(by_model[name].get("required", [])) == required, name
+
+
+def test_st_vgg_elu_and_kernel_l2_penalty():
+    # The authors' st-VGG (GuyHacohen/curriculum_learning): ELU activations, Keras L2 5e-3 on every kernel.
+    from lossatlas.models import kernel_l2_penalty, kernel_weights
+
+    torch.manual_seed(0)
+    model = build_model({"model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8,
+                         "activation": "elu"}, (3, 8, 8), 5)
+    kinds = {type(m) for m in model.modules()}
+    assert nn.ELU in kinds and nn.ReLU not in kinds
+    linear = build_model({"model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8,
+                          "activation": "elu", "linear": True}, (3, 8, 8), 5)
+    assert nn.ELU not in {type(m) for m in linear.modules()}  # the linear st-VGG stays linear
+    kernels = kernel_weights(model)
+    assert [tuple(w.shape) for w in kernels] == [(4, 3, 3, 3), (4, 4, 3, 3), (8, 64), (5, 8)]
+    penalty = kernel_l2_penalty(model, 5e-3)
+    expected = 5e-3 * sum(float((w.detach() ** 2).sum()) for w in kernels)
+    assert float(penalty) == pytest.approx(expected, rel=1e-6)
+    penalty.backward()
+    for name, p in model.named_parameters():
+        if name.endswith("weight"):  # the kernels: gradient 2 · 5e-3 · w
+            torch.testing.assert_close(p.grad, 0.01 * p.detach())
+        else:  # biases carry no penalty
+            assert p.grad is None or float(p.grad.abs().max()) == 0.0

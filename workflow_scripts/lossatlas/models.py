@@ -48,7 +48,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
+    "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
 }
 
 
@@ -374,15 +374,17 @@ ST_VGG_VARIANTS: dict[str, dict] = {
 
 def st_vgg(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *, variant: str = "full",
            linear: bool = False, channels: Sequence[int] | None = None, kernels: Sequence[int] | None = None,
-           dense: int | None = None) -> nn.Module:
+           dense: int | None = None, activation: str = "relu") -> nn.Module:
     """st-VGG and small st-VGG (created_equal.txt Supp. A): pairs of convs, after every second conv a 2×2
     max-pool and Dropout(0.25); flatten → Dense(512 | 128) → act → Dropout(0.5) → Dense(K).
 
     'same' padding (FIGURES.md §2.2: with 'valid' padding st-VGG collapses to zero size on 32×32), Keras-style
     for the 2×2 kernels (the extra row/column of zeros goes bottom/right): 32→16→8→4→2, flatten 1,024.
-    Activation ReLU (not stated). ``linear: true`` is the linear st-VGG of §4.2: identity activations and
-    average pooling; its dropout is kept (not stated; ``dropout=False`` removes it). ``channels`` /
-    ``kernels`` / ``dense`` override the variant for tiny stand-ins (e.g. 8, 8, 16, 16 and 64 on 8×8 digits).
+    ``activation`` ReLU by default (the paper does not state it); ``elu`` is the authors' code
+    (GuyHacohen/curriculum_learning, models/cifar100_model.py: ``activation='elu'``). ``linear: true`` is the
+    linear st-VGG of §4.2: identity activations and average pooling; its dropout is kept (not stated;
+    ``dropout=False`` removes it). ``channels`` / ``kernels`` / ``dense`` override the variant for tiny
+    stand-ins (e.g. 8, 8, 16, 16 and 64 on 8×8 digits).
     """
     c, h, w = _image_shape(input_shape, "st_vgg")
     if variant not in ST_VGG_VARIANTS:
@@ -394,7 +396,7 @@ def st_vgg(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True,
     dense = int(base["dense"] if dense is None else dense)
     if len(kernels) != len(channels):
         raise ValueError(f"st_vgg: {len(channels)} channels but {len(kernels)} kernels")
-    act = "identity" if linear else "relu"
+    act = "identity" if linear else activation
     pool = nn.AvgPool2d if linear else nn.MaxPool2d
     layers: list[nn.Module] = []
     cin = c
@@ -527,6 +529,22 @@ def tiny_resnet(input_shape: tuple[int, ...], num_classes: int, dropout: bool = 
     layers += [BasicBlock(channels, channels, 1, batchnorm) for _ in range(blocks)]
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers)
+
+
+def kernel_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight matrices of every convolution and Linear layer of ``model``, plain or widened
+    (lossatlas.wide): what a Keras ``kernel_regularizer`` acts on; biases and BatchNorm are not included."""
+    from lossatlas.wide import WideConv2d, WideLinear  # wide imports this module
+
+    kernel_layers = (nn.Linear, _ConvNd, WideLinear, WideConv2d)
+    return [m.weight for m in model.modules() if isinstance(m, kernel_layers)]
+
+
+def kernel_l2_penalty(model: nn.Module, coefficient: float) -> torch.Tensor:
+    """Keras ``regularizers.l2(coefficient)`` on every kernel: coefficient · Σ w² over ``kernel_weights``
+    (added to the loss, it adds 2 · coefficient · w to each kernel's gradient). For a widened group this is the
+    sum of the members' penalties, so each member's gradient is its own."""
+    return coefficient * sum(w.pow(2).sum() for w in kernel_weights(model))
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

@@ -432,3 +432,20 @@ def test_st_vgg_elu_and_kernel_l2_penalty():
             torch.testing.assert_close(p.grad, 0.01 * p.detach())
         else:  # biases carry no penalty
             assert p.grad is None or float(p.grad.abs().max()) == 0.0
+
+
+def test_gaussian_init_with_default_bias_keeps_pytorchs_bias_draw():
+    # Liao et al.'s code redraws only the weights N(0, σ²); the first layer's bias keeps PyTorch's U(±1/√fan_in).
+    arch = {"model": "conv3_firstbias", "filters": 16, "kernel": 3}
+    zero = _init_state(arch, {"scheme": "gaussian", "std": 0.05}, seed=3)
+    kept = _init_state(arch, {"scheme": "gaussian", "std": 0.05, "bias": "default"}, seed=3)
+    biases = [k for k in kept if k.endswith("bias")]
+    assert len(biases) == 1  # bias in the first layer only
+    fan_in = TINY[0] * 3 * 3
+    b = kept[biases[0]]
+    assert float(b.abs().max()) <= 1 / math.sqrt(fan_in) and float(b.abs().min()) > 0
+    assert float(zero[biases[0]].abs().max()) == 0.0
+    weights = torch.cat([v.flatten() for k, v in kept.items() if k.endswith("weight")])
+    assert float(weights.std()) == pytest.approx(0.05, rel=0.1)
+    with pytest.raises(ValueError, match="only apply to scheme gaussian"):
+        _init_state(arch, {"scheme": "default", "bias": "default"}, seed=3)

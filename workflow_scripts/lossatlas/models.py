@@ -613,7 +613,7 @@ def _fill(tensor: torch.Tensor, draw: Callable[[torch.Tensor], object], generato
 def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) -> nn.Module:
     """Redraw every parameter of ``model`` from ``generator`` alone (in place; returns the model).
 
-    ``init`` = ``{"scheme": "default" | "xavier" | "gaussian", "std", "std_per_layer", "scale"}``:
+    ``init`` = ``{"scheme": "default" | "xavier" | "gaussian", "std", "std_per_layer", "bias", "scale"}``:
     - ``default``: PyTorch's layer defaults: Linear/Conv weight ~ kaiming_uniform(a=√5) = U(±1/√fan_in), bias
       ~ U(±1/√fan_in).
     - ``xavier``: Glorot-uniform weights U(±√(6/(fan_in + fan_out))) (fans include the kernel area, as Keras),
@@ -621,6 +621,9 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
     - ``gaussian``: weights ~ N(0, std²), one ``std`` for all weight layers or ``std_per_layer`` (one per
       entry of ``parametrised_layers``, forward order); zero biases (normalized_loss_linear.txt varies the
       init std).
+    - ``bias`` (gaussian only): ``zero`` (the default) or ``default``: biases drawn as PyTorch's layer default
+      U(±1/√fan_in), as the authors' code leaves them (brando90/Generalization-Puzzles-in-Deep-Networks
+      redraws only the weights; its nets have a bias in the first layer only).
     - ``scale``: multiplies every Linear/Conv weight after drawing (small-init regimes,
       embedding_principle.txt); biases and BN parameters are not scaled.
     BatchNorm: γ = 1, β = 0, running statistics reset; for ``OffsetBatchNorm1d/2d`` with offset > 0, γ ~
@@ -631,9 +634,10 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
     scheme = init.pop("scheme", "default")
     std = init.pop("std", None)
     std_per_layer = init.pop("std_per_layer", None)
+    gaussian_bias = init.pop("bias", None)
     scale = float(init.pop("scale", 1.0))
     if init:
-        raise ValueError(f"init: unknown key(s) {sorted(init)}; known: scheme, std, std_per_layer, scale")
+        raise ValueError(f"init: unknown key(s) {sorted(init)}; known: scheme, std, std_per_layer, bias, scale")
     if scheme not in ("default", "xavier", "gaussian"):
         raise ValueError(f"init.scheme must be default | xavier | gaussian, got {scheme!r}")
     layers = parametrised_layers(model)
@@ -645,8 +649,10 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
         if len(stds) != len(layers):
             raise ValueError(f"init.std_per_layer has {len(stds)} values but the model has {len(layers)} "
                              f"parametrised layers: {[name for name, _ in layers]}")
-    elif std is not None or std_per_layer is not None:
-        raise ValueError(f"init.std / init.std_per_layer only apply to scheme gaussian, not {scheme!r}")
+    elif std is not None or std_per_layer is not None or gaussian_bias is not None:
+        raise ValueError(f"init.std / init.std_per_layer / init.bias only apply to scheme gaussian, not {scheme!r}")
+    if gaussian_bias not in (None, "zero", "default"):
+        raise ValueError(f"init.bias must be zero | default, got {gaussian_bias!r}")
 
     layer_index = {id(module): i for i, (_, module) in enumerate(layers)}
     done: set[int] = set()
@@ -656,17 +662,18 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
             if id(module) in layer_index:
                 weight, bias = module.weight, module.bias
                 fan_in = weight[0].numel()
+                default_bias = bias is not None and (scheme == "default" or gaussian_bias == "default")
                 if scheme == "default":
                     _fill(weight, lambda t: nn.init.kaiming_uniform_(t, a=math.sqrt(5), generator=g), g)
-                    if bias is not None:
-                        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                        _fill(bias, lambda t, b=bound: nn.init.uniform_(t, -b, b, generator=g), g)
                 elif scheme == "xavier":
                     _fill(weight, lambda t: nn.init.xavier_uniform_(t, generator=g), g)
                 else:
                     s = stds[layer_index[id(module)]]
                     _fill(weight, lambda t, s=s: nn.init.normal_(t, 0.0, s, generator=g), g)
-                if scheme != "default" and bias is not None:
+                if default_bias:
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    _fill(bias, lambda t, b=bound: nn.init.uniform_(t, -b, b, generator=g), g)
+                elif bias is not None:
                     bias.zero_()
                 weight.mul_(scale)
             elif isinstance(module, _BatchNorm):

@@ -31,9 +31,9 @@ Choices where the paper is silent (also in FIGURES.md §3.3):
   the pretraining ones), with the training CE the evaluation stored per checkpoint.
 - Which networks enter a fit: all by default; with an experiment's ``require_zero_train_error`` only those
   whose selected snapshot has training error 0, as the authors' code admits them
-  (brando90/Generalization-Puzzles-in-Deep-Networks, per issue 19's reading; the paper only says its
-  networks reach zero training error). The others stay in points.csv (``in_fit`` false) and every fit and
-  correlation row counts them (``left_out``).
+  (brando90/Generalization-Puzzles-in-Deep-Networks: the Normalizer's match_zero_train_error /
+  final_train_error; the paper's captions only say its networks had zero training error). The others stay
+  in points.csv (``in_fit`` false) and every fit and correlation row counts them (``left_out``).
 """
 
 from __future__ import annotations

@@ -207,3 +207,12 @@ def test_changing_one_architectures_learning_rate_changes_only_its_runs():
     after = {r.dir: r.spec for r in expand_runs(validate_config(cfg))}
     changed = {d for d in before if before[d] != after[d]}
     assert changed == {d for d in before if "/mlp8/" in d} and changed
+
+
+def test_init_bias_is_refused_outside_the_gaussian_scheme():
+    cfg = base_config()
+    recipe = cfg["studies"]["universality"]["recipes"]["main"]
+    recipe["init"] = {"scheme": "gaussian", "std": 0.05, "bias": "default"}
+    validate_config(copy.deepcopy(cfg))
+    recipe["init"] = {"scheme": "xavier", "bias": "default"}
+    assert "init" in problems_of(cfg)

@@ -387,6 +387,62 @@ def test_corrupt_labels(tmp_path, digits_h5, q):
     np.testing.assert_array_equal(again.y_train, ds.y_train)
 
 
+@pytest.mark.parametrize("q", [0.0001, 0.3, 1.0])
+def test_corrupt_labels_replace_draws_each_label_with_probability_q(tmp_path, digits_h5, q):
+    # The Liao et al. code's corruption: each label replaced by a uniform class with probability q, train and test.
+    parent = load_dataset(digits_h5)
+    spec = {"derive_from": "digits", "derivation": "corrupt_labels", "fraction": q, "corruption": "replace",
+            "splits": ["train", "test"], "seed": 4}
+    ds = derive(tmp_path, "r", spec, digits_h5)
+    np.testing.assert_array_equal(ds.x_train, parent.x_train)
+    expected = q * (10 - 1) / 10  # a replaced label keeps its class with probability 1/K
+    for split in ("train", "test"):
+        y, y_parent = ds.split(split)[1], parent.split(split)[1]
+        n = len(y)
+        changed = np.mean(y != y_parent)
+        # within 4 binomial standard deviations of q·(K−1)/K
+        assert abs(changed - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1 / n
+        assert set(np.unique(y)) <= set(range(10))
+    if q == 1.0:  # every label redrawn: the labels no longer follow the parent's
+        assert np.mean(ds.y_train == parent.y_train) < 0.2
+    again = derive(tmp_path, "r2", spec, digits_h5)
+    np.testing.assert_array_equal(again.y_train, ds.y_train)
+    np.testing.assert_array_equal(again.y_test, ds.y_test)
+    other = derive(tmp_path, "r3", {**spec, "seed": 5}, digits_h5)
+    if q == 1.0:
+        assert not np.array_equal(other.y_train, ds.y_train)
+
+
+def test_input_normalization_fixed_values_are_kept_through_derivations(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {s: {"x": rng.integers(0, 256, size=(40, 3, 4, 4), dtype=np.uint8), "y": np.arange(40) % 2,
+                  "id": np.arange(40) + 40 * i} for i, s in enumerate(("train", "test"))}
+    cifar_like = {"source": "cifar10", "input_normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
+    meta = {"name": "u8", "task": "classification", "num_classes": 2, "class_names": ["a", "b"],
+            "source": "cifar10", "derivation": [cifar_like], "seed": 0}
+    write_dataset(tmp_path / "u8.h5", arrays, meta)
+    ds = load_dataset(tmp_path / "u8.h5")
+    assert ds.attrs["channel_mean"] == [0.5, 0.5, 0.5] and ds.attrs["channel_std"] == [0.5, 0.5, 0.5]
+    # Normalize(0.5, 0.5): 0 -> -1, 255 -> 1, exactly.
+    x = ds.float_inputs("train")
+    np.testing.assert_allclose(x, ds.x_train.astype(np.float32) / 255 * 2 - 1, atol=1e-6)
+    derived = derive(tmp_path, "u8q", {"derive_from": "u8", "derivation": "corrupt_labels", "fraction": 0.5,
+                                       "corruption": "replace"}, tmp_path / "u8.h5")
+    assert derived.attrs["channel_mean"] == [0.5, 0.5, 0.5] and derived.attrs["channel_std"] == [0.5, 0.5, 0.5]
+
+    mnist_like = {"source": "mnist", "input_normalization": {"mean": [0.1307], "std": [0.3081]}}
+    gray = {s: {**a, "x": a["x"][:, :1]} for s, a in arrays.items()}
+    write_dataset(tmp_path / "g.h5", gray, {**meta, "derivation": [mnist_like]})
+    g = load_dataset(tmp_path / "g.h5")
+    assert g.attrs["channel_mean"] == [0.1307] and g.attrs["channel_std"] == [0.3081]
+    np.testing.assert_allclose(g.float_inputs("test"), (g.x_test / 255.0 - 0.1307) / 0.3081, rtol=1e-5)
+    with pytest.raises(DatasetError, match="3 means and stds"):
+        write_dataset(tmp_path / "bad.h5", arrays, {**meta, "derivation": [mnist_like]})
+    # without the key: the train split's own statistics, as before
+    write_dataset(tmp_path / "s.h5", arrays, {**meta, "derivation": [{"source": "cifar10"}]})
+    assert load_dataset(tmp_path / "s.h5").attrs["channel_mean"] != [0.5, 0.5, 0.5]
+
+
 def test_class_subset(tmp_path, digits_h5):
     parent = load_dataset(digits_h5)
     ds = derive(tmp_path, "cs", {"derive_from": "digits", "derivation": "class_subset", "classes": [3, 1]},

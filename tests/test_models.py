@@ -420,3 +420,45 @@ def test_architecture_schema_lists_exactly_each_models_options():
         assert set(by_model[name]["properties"]) - {"model"} == set(params), name
         required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
         assert set(by_model[name].get("required", [])) == required, name
+
+
+def test_st_vgg_elu_and_kernel_l2_penalty():
+    # The authors' st-VGG (GuyHacohen/curriculum_learning): ELU activations, Keras L2 5e-3 on every kernel.
+    from lossatlas.models import kernel_l2_penalty, kernel_weights
+
+    torch.manual_seed(0)
+    model = build_model({"model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8,
+                         "activation": "elu"}, (3, 8, 8), 5)
+    kinds = {type(m) for m in model.modules()}
+    assert nn.ELU in kinds and nn.ReLU not in kinds
+    linear = build_model({"model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8,
+                          "activation": "elu", "linear": True}, (3, 8, 8), 5)
+    assert nn.ELU not in {type(m) for m in linear.modules()}  # the linear st-VGG stays linear
+    kernels = kernel_weights(model)
+    assert [tuple(w.shape) for w in kernels] == [(4, 3, 3, 3), (4, 4, 3, 3), (8, 64), (5, 8)]
+    penalty = kernel_l2_penalty(model, 5e-3)
+    expected = 5e-3 * sum(float((w.detach() ** 2).sum()) for w in kernels)
+    assert float(penalty) == pytest.approx(expected, rel=1e-6)
+    penalty.backward()
+    for name, p in model.named_parameters():
+        if name.endswith("weight"):  # the kernels: gradient 2 · 5e-3 · w
+            torch.testing.assert_close(p.grad, 0.01 * p.detach())
+        else:  # biases carry no penalty
+            assert p.grad is None or float(p.grad.abs().max()) == 0.0
+
+
+def test_gaussian_init_with_default_bias_keeps_pytorchs_bias_draw():
+    # Liao et al.'s code redraws only the weights N(0, σ²); the first layer's bias keeps PyTorch's U(±1/√fan_in).
+    arch = {"model": "conv3_firstbias", "filters": 16, "kernel": 3}
+    zero = _init_state(arch, {"scheme": "gaussian", "std": 0.05}, seed=3)
+    kept = _init_state(arch, {"scheme": "gaussian", "std": 0.05, "bias": "default"}, seed=3)
+    biases = [k for k in kept if k.endswith("bias")]
+    assert len(biases) == 1  # bias in the first layer only
+    fan_in = TINY[0] * 3 * 3
+    b = kept[biases[0]]
+    assert float(b.abs().max()) <= 1 / math.sqrt(fan_in) and float(b.abs().min()) > 0
+    assert float(zero[biases[0]].abs().max()) == 0.0
+    weights = torch.cat([v.flatten() for k, v in kept.items() if k.endswith("weight")])
+    assert float(weights.std()) == pytest.approx(0.05, rel=0.1)
+    with pytest.raises(ValueError, match="only apply to scheme gaussian"):
+        _init_state(arch, {"scheme": "default", "bias": "default"}, seed=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -233,3 +234,31 @@ def test_loss_differences_on_fig03_points(tmp_path):
     assert res["float32_eps"] == pytest.approx(2 ** -23)
     nl.loss_differences(None, out)
     assert "min_pairwise_normalised_train_ce_difference" not in json.loads(out.read_text())
+
+
+def test_zero_train_error_rule_leaves_networks_out_of_the_fit_and_counts_them(tmp_path):
+    assert nl.enters_fit(0.0, True) and nl.enters_fit(0.02, False)
+    assert not nl.enters_fit(0.0004, True)
+    rng = np.random.default_rng(0)
+    n = 8
+    train_ce = rng.uniform(2.29, 2.30, n)
+    pts = pd.DataFrame({
+        "kind": ["natural"] * n, "num_classes": 10, "train_ce": train_ce, "test_ce": 2 * train_ce,
+        "train_ce_fro": train_ce, "test_ce_fro": 3 * train_ce - 4.6, "train_ce_l1": train_ce,
+        "test_ce_l1": train_ce, "train_err": [0.0] * 6 + [0.01, 0.2]})
+    # The two networks that did not fit their training set sit far off the others' line.
+    pts.loc[6:, "test_ce_fro"] = 9.0
+    pts["in_fit"] = [nl.enters_fit(e, True) for e in pts["train_err"]]
+    path = tmp_path / "points.csv"
+    pts.to_csv(path, index=False)
+    fits, corr = tmp_path / "fits.csv", tmp_path / "corr.csv"
+    nl.fit_table({"conv3_corruption": str(path)}, fits, corr)
+    row = pd.read_csv(fits).set_index(["figure", "panel"]).loc[("fig03", "left (normalised)")]
+    assert row["n"] == 6 and row["left_out"] == 2
+    assert row["slope"] == pytest.approx(3.0, rel=1e-6) and row["r2"] == pytest.approx(1.0)
+    # Without the rule every network enters (and none is counted as left out).
+    pts["in_fit"] = True
+    pts.to_csv(path, index=False)
+    nl.fit_table({"conv3_corruption": str(path)}, fits, corr)
+    row = pd.read_csv(fits).set_index(["figure", "panel"]).loc[("fig03", "left (normalised)")]
+    assert row["n"] == 8 and row["left_out"] == 0 and row["r2"] < 0.9

@@ -35,6 +35,7 @@ ARCHS = {
     "st_vgg_keras_same": {"model": "st_vgg", "variant": "small", "channels": [4, 4], "kernels": [2, 2],
                           "dense": 8},  # 2×2 'same' padding = ZeroPad2d, dropout after pools and dense
     "st_vgg_linear": {"model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8, "linear": True},
+    "st_vgg_elu": {"model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8, "activation": "elu"},
     "mnist_arch": {"model": "mnist_arch"},
     "conv3_firstbias": {"model": "conv3_firstbias", "filters": 3, "kernel": 3},
     "conv5_bn": {"model": "conv5_bn", "channels": [4, 4, 4, 4], "strides": [1, 1, 2, 2], "padding": 1},
@@ -133,3 +134,14 @@ def test_unsupported_layers_are_named_and_train_otherwise():
     drop2d = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(72, 3))
     assert wide.unsupported_layers(drop2d) == ["Dropout2d at '1'"]
     assert T.choose_stacking("auto", drop2d, 4, cpu) == "loop"  # its masks would come from a shared RNG
+
+
+def test_kernel_l2_penalty_of_a_wide_group_is_the_members_sum():
+    from lossatlas.models import kernel_l2_penalty
+
+    group = members(ARCHS["st_vgg_elu"], [0, 1, 2])
+    wide_group = wide.widen(group)
+    with torch.no_grad():
+        alone = sum(float(kernel_l2_penalty(m, 5e-3)) for m in group)
+        assert float(kernel_l2_penalty(wide_group, 5e-3)) == pytest.approx(alone, rel=1e-12)
+    assert any(isinstance(m, nn.ELU) for m in wide_group.modules())

@@ -56,7 +56,8 @@ def nl_settings(wc):
     return {"selection": exp["selection"], "label_by": exp["label_by"],
             "reference_train_loss": NL["reference_train_loss"], "stop_train_loss": exp["stop_train_loss"],
             "norms": jsonable(NL["norms"]),
-            "first_bias_in_norm": NL["first_bias_in_norm"], "device": config.get("device", "auto")}
+            "first_bias_in_norm": NL["first_bias_in_norm"],
+            "require_zero_train_error": exp["require_zero_train_error"], "device": config.get("device", "auto")}
 
 
 

@@ -19,8 +19,9 @@ Root attributes: ``name``, ``task`` ("classification" | "regression"), ``num_cla
 comes from, also for derived sets), ``derivation`` (JSON list of every step from the source to this file:
 the source's resolved spec first, then one entry per derivation with its parent's name and content hash),
 ``seed`` (of the last step), ``content_hash``, ``schema_version``; for uint8 images ``channel_mean`` and
-``channel_std`` (JSON lists, per channel, on the [0, 1] scale, over the train split: what training
-normalises with); CIFAR-100 adds ``fine_class_names`` and ``coarse_class_names`` (JSON lists).
+``channel_std`` (JSON lists, per channel, on the [0, 1] scale: what training normalises with; the train
+split's statistics unless the source fixes them with ``input_normalization``); CIFAR-100 adds
+``fine_class_names`` and ``coarse_class_names`` (JSON lists).
 
 ``content_hash`` is the sha256 of the semantic attributes (task, num_classes, input_shape, class_names) and of
 every array's name, dtype, shape and bytes, so equal content gives equal hashes whatever the file's name or
@@ -243,6 +244,20 @@ def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
     return [round(float(v), 8) for v in mean], [round(float(v), 8) for v in std]
 
 
+def input_normalization(x_train: np.ndarray, source_spec: dict, where: str) -> tuple[list[float], list[float]]:
+    """The per-channel (mean, std) that training normalises uint8 images with: the source's fixed
+    ``input_normalization`` if it has one (kept through every derivation, like a fixed transform), else the
+    train split's statistics."""
+    fixed = source_spec.get("input_normalization")
+    if fixed is None:
+        return channel_stats(x_train)
+    channels = x_train.shape[1]
+    if len(fixed["mean"]) != channels or len(fixed["std"]) != channels:
+        raise DatasetError(f"{where}: input_normalization needs {channels} means and stds (one per channel), "
+                           f"got {len(fixed['mean'])} and {len(fixed['std'])}")
+    return [float(v) for v in fixed["mean"]], [float(v) for v in fixed["std"]]
+
+
 def _group(parent: h5py.Group, name: str) -> h5py.Group:
     """A group without modification times (h5py's create_group always records them)."""
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
@@ -260,7 +275,8 @@ def write_dataset(out_path: str | Path, arrays: dict[str, dict[str, np.ndarray]]
     x_train = arrays["train"]["x"]
     attrs["input_shape"] = [int(d) for d in x_train.shape[1:]]
     if x_train.dtype == np.uint8:
-        attrs["channel_mean"], attrs["channel_std"] = channel_stats(x_train)
+        attrs["channel_mean"], attrs["channel_std"] = input_normalization(
+            x_train, (attrs.get("derivation") or [{}])[0], str(out_path))
     attrs["schema_version"] = SCHEMA_VERSION
     _check_arrays(arrays, attrs, str(out_path))
     attrs["content_hash"] = content_hash(arrays, attrs)
@@ -801,18 +817,29 @@ def _random_pixels(spec, arrays, meta, where):
 
 
 def _corrupt_labels(spec, arrays, meta, where):
-    """normalized_loss_linear.txt §1 ("the labels of a portion of the examples are swapped with each other in
-    a random fashion"): the labels of ⌊q·n⌋ examples, drawn at random, are permuted among themselves.
+    """Label noise of level q = ``fraction`` on the listed splits, by ``corruption``:
 
-    q = 0 changes nothing, q = 1 permutes all labels; the label histogram is kept. (⌊·⌋ with a 1e-9 slack so
-    that e.g. q = 0.29, n = 100 gives 29, not 28, from float rounding.)
+    - ``permute``: normalized_loss_linear.txt §1 ("the labels of a portion of the examples are swapped with each
+      other in a random fashion"): the labels of ⌊q·n⌋ examples, drawn at random, are permuted among
+      themselves; the label histogram is kept. (⌊·⌋ with a 1e-9 slack so that e.g. q = 0.29, n = 100 gives 29,
+      not 28, from float rounding.)
+    - ``replace``: the authors' code (brando90/Generalization-Puzzles-in-Deep-Networks,
+      pytorch_experiments/data_classification.py, CIFAR10RandomLabels.corrupt_labels, applied to train and
+      test): each label, with probability q, is replaced by a class drawn uniformly from all K (it may draw
+      its own class, so a fraction q·(K−1)/K changes on average).
+
+    q = 0 changes nothing either way.
     """
     for s in spec["splits"]:
         rng = _rng(spec["seed"], "corrupt", s)
         y = arrays[s]["y"]
-        k = math.floor(spec["fraction"] * len(y) + 1e-9)
-        chosen = np.sort(rng.choice(len(y), size=k, replace=False))
-        y[chosen] = y[chosen][rng.permutation(k)]
+        if spec["corruption"] == "replace":
+            chosen = rng.random(len(y)) < spec["fraction"]
+            y[chosen] = rng.integers(0, meta["num_classes"], size=int(chosen.sum()))
+        else:
+            k = math.floor(spec["fraction"] * len(y) + 1e-9)
+            chosen = np.sort(rng.choice(len(y), size=k, replace=False))
+            y[chosen] = y[chosen][rng.permutation(k)]
     return arrays
 
 

@@ -54,7 +54,7 @@ from torch.nn.modules.conv import _ConvNd
 from lossatlas.byo import build_factory_model, is_factory
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
+    "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
 }
 
 
@@ -387,15 +387,17 @@ ST_VGG_VARIANTS: dict[str, dict] = {
 
 def st_vgg(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *, variant: str = "full",
            linear: bool = False, channels: Sequence[int] | None = None, kernels: Sequence[int] | None = None,
-           dense: int | None = None) -> nn.Module:
+           dense: int | None = None, activation: str = "relu") -> nn.Module:
     """st-VGG and small st-VGG (created_equal.txt Supp. A): pairs of convs, after every second conv a 2×2
     max-pool and Dropout(0.25); flatten → Dense(512 | 128) → act → Dropout(0.5) → Dense(K).
 
     'same' padding (FIGURES.md §2.2: with 'valid' padding st-VGG collapses to zero size on 32×32), Keras-style
     for the 2×2 kernels (the extra row/column of zeros goes bottom/right): 32→16→8→4→2, flatten 1,024.
-    Activation ReLU (not stated). ``linear: true`` is the linear st-VGG of §4.2: identity activations and
-    average pooling; its dropout is kept (not stated; ``dropout=False`` removes it). ``channels`` /
-    ``kernels`` / ``dense`` override the variant for tiny stand-ins (e.g. 8, 8, 16, 16 and 64 on 8×8 digits).
+    ``activation`` ReLU by default (the paper does not state it); ``elu`` is the authors' code
+    (GuyHacohen/curriculum_learning, models/cifar100_model.py: ``activation='elu'``). ``linear: true`` is the
+    linear st-VGG of §4.2: identity activations and average pooling; its dropout is kept (not stated;
+    ``dropout=False`` removes it). ``channels`` / ``kernels`` / ``dense`` override the variant for tiny
+    stand-ins (e.g. 8, 8, 16, 16 and 64 on 8×8 digits).
     """
     c, h, w = _image_shape(input_shape, "st_vgg")
     if variant not in ST_VGG_VARIANTS:
@@ -407,7 +409,7 @@ def st_vgg(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True,
     dense = int(base["dense"] if dense is None else dense)
     if len(kernels) != len(channels):
         raise ValueError(f"st_vgg: {len(channels)} channels but {len(kernels)} kernels")
-    act = "identity" if linear else "relu"
+    act = "identity" if linear else activation
     pool = nn.AvgPool2d if linear else nn.MaxPool2d
     layers: list[nn.Module] = []
     cin = c
@@ -567,6 +569,22 @@ def cnn1d(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, 
     return nn.Sequential(*layers)
 
 
+def kernel_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight matrices of every convolution and Linear layer of ``model``, plain or widened
+    (lossatlas.wide): what a Keras ``kernel_regularizer`` acts on; biases and BatchNorm are not included."""
+    from lossatlas.wide import WideConv1d, WideConv2d, WideLinear  # wide imports this module
+
+    kernel_layers = (nn.Linear, _ConvNd, WideLinear, WideConv1d, WideConv2d)
+    return [m.weight for m in model.modules() if isinstance(m, kernel_layers)]
+
+
+def kernel_l2_penalty(model: nn.Module, coefficient: float) -> torch.Tensor:
+    """Keras ``regularizers.l2(coefficient)`` on every kernel: coefficient · Σ w² over ``kernel_weights``
+    (added to the loss, it adds 2 · coefficient · w to each kernel's gradient). For a widened group this is the
+    sum of the members' penalties, so each member's gradient is its own."""
+    return coefficient * sum(w.pow(2).sum() for w in kernel_weights(model))
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "vgg": vgg, "resnet": resnet, "densenet": densenet, "st_vgg": st_vgg,
     "mnist_arch": mnist_arch, "conv3_firstbias": conv3_firstbias, "conv5_bn": conv5_bn, "mpo_cnn": mpo_cnn,
@@ -639,7 +657,7 @@ def _fill(tensor: torch.Tensor, draw: Callable[[torch.Tensor], object], generato
 def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) -> nn.Module:
     """Redraw every parameter of ``model`` from ``generator`` alone (in place; returns the model).
 
-    ``init`` = ``{"scheme": "default" | "xavier" | "gaussian", "std", "std_per_layer", "scale"}``:
+    ``init`` = ``{"scheme": "default" | "xavier" | "gaussian", "std", "std_per_layer", "bias", "scale"}``:
     - ``default``: PyTorch's layer defaults: Linear/Conv weight ~ kaiming_uniform(a=√5) = U(±1/√fan_in), bias
       ~ U(±1/√fan_in).
     - ``xavier``: Glorot-uniform weights U(±√(6/(fan_in + fan_out))) (fans include the kernel area, as Keras),
@@ -647,6 +665,9 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
     - ``gaussian``: weights ~ N(0, std²), one ``std`` for all weight layers or ``std_per_layer`` (one per
       entry of ``parametrised_layers``, forward order); zero biases (normalized_loss_linear.txt varies the
       init std).
+    - ``bias`` (gaussian only): ``zero`` (the default) or ``default``: biases drawn as PyTorch's layer default
+      U(±1/√fan_in), as the authors' code leaves them (brando90/Generalization-Puzzles-in-Deep-Networks
+      redraws only the weights; its nets have a bias in the first layer only).
     - ``scale``: multiplies every Linear/Conv weight after drawing (small-init regimes,
       embedding_principle.txt); biases and BN parameters are not scaled.
     BatchNorm: γ = 1, β = 0, running statistics reset; for ``OffsetBatchNorm1d/2d`` with offset > 0, γ ~
@@ -657,9 +678,10 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
     scheme = init.pop("scheme", "default")
     std = init.pop("std", None)
     std_per_layer = init.pop("std_per_layer", None)
+    gaussian_bias = init.pop("bias", None)
     scale = float(init.pop("scale", 1.0))
     if init:
-        raise ValueError(f"init: unknown key(s) {sorted(init)}; known: scheme, std, std_per_layer, scale")
+        raise ValueError(f"init: unknown key(s) {sorted(init)}; known: scheme, std, std_per_layer, bias, scale")
     if scheme not in ("default", "xavier", "gaussian"):
         raise ValueError(f"init.scheme must be default | xavier | gaussian, got {scheme!r}")
     layers = parametrised_layers(model)
@@ -671,8 +693,10 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
         if len(stds) != len(layers):
             raise ValueError(f"init.std_per_layer has {len(stds)} values but the model has {len(layers)} "
                              f"parametrised layers: {[name for name, _ in layers]}")
-    elif std is not None or std_per_layer is not None:
-        raise ValueError(f"init.std / init.std_per_layer only apply to scheme gaussian, not {scheme!r}")
+    elif std is not None or std_per_layer is not None or gaussian_bias is not None:
+        raise ValueError(f"init.std / init.std_per_layer / init.bias only apply to scheme gaussian, not {scheme!r}")
+    if gaussian_bias not in (None, "zero", "default"):
+        raise ValueError(f"init.bias must be zero | default, got {gaussian_bias!r}")
 
     layer_index = {id(module): i for i, (_, module) in enumerate(layers)}
     done: set[int] = set()
@@ -682,17 +706,18 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
             if id(module) in layer_index:
                 weight, bias = module.weight, module.bias
                 fan_in = weight[0].numel()
+                default_bias = bias is not None and (scheme == "default" or gaussian_bias == "default")
                 if scheme == "default":
                     _fill(weight, lambda t: nn.init.kaiming_uniform_(t, a=math.sqrt(5), generator=g), g)
-                    if bias is not None:
-                        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                        _fill(bias, lambda t, b=bound: nn.init.uniform_(t, -b, b, generator=g), g)
                 elif scheme == "xavier":
                     _fill(weight, lambda t: nn.init.xavier_uniform_(t, generator=g), g)
                 else:
                     s = stds[layer_index[id(module)]]
                     _fill(weight, lambda t, s=s: nn.init.normal_(t, 0.0, s, generator=g), g)
-                if scheme != "default" and bias is not None:
+                if default_bias:
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    _fill(bias, lambda t, b=bound: nn.init.uniform_(t, -b, b, generator=g), g)
+                elif bias is not None:
                     bias.zero_()
                 weight.mul_(scale)
             elif isinstance(module, _BatchNorm):

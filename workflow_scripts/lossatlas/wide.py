@@ -46,7 +46,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from lossatlas.models import BasicBlock, Bottleneck
 
 # Layers without parameters that act per channel (image layout) or per element: kept as they are.
-PASSTHROUGH = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+PASSTHROUGH = (nn.ReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                nn.ZeroPad2d)
 # Containers whose forward only calls their layers, F.relu and +: the same forward works on wide layers.
 CONTAINERS = (nn.Sequential, BasicBlock, Bottleneck)

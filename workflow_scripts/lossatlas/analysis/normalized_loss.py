@@ -29,6 +29,11 @@ Choices where the paper is silent (also in FIGURES.md §3.3):
   included), divided by a configurable divisor: the L1 norm of Fig 13 "divided by 100" is ρ_k = ‖W_k‖₁ / 100.
 - Snapshot "closest to the reference training loss" (Fig 1) looks at the clean-training checkpoints only (not
   the pretraining ones), with the training CE the evaluation stored per checkpoint.
+- Which networks enter a fit: all by default; with an experiment's ``require_zero_train_error`` only those
+  whose selected snapshot has training error 0, as the authors' code admits them
+  (brando90/Generalization-Puzzles-in-Deep-Networks: the Normalizer's match_zero_train_error /
+  final_train_error; the paper's captions only say its networks had zero training error). The others stay
+  in points.csv (``in_fit`` false) and every fit and correlation row counts them (``left_out``).
 """
 
 from __future__ import annotations
@@ -447,7 +452,8 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
     read (not metrics.h5): 'reference' selection measures the training CE of every checkpoint here, in float64.
     ``settings``: ``selection`` (reference | final | stop), ``reference_train_loss``, ``stop_train_loss``,
     ``label_by`` (corruption | init | none), ``norms`` ([{name, p, divisor}], must include ``fro``),
-    ``first_bias_in_norm``, ``device``.
+    ``first_bias_in_norm``, ``require_zero_train_error`` (``in_fit`` is false for a point whose training
+    error is not 0), ``device``.
     Writes ``out_points`` (CSV, one row per member; columns documented below) and ``out_logits``
     (HDF5: per point, the max logit of the unnormalised and the Frobenius-normalised net on every training
     example, Figs 19/20).
@@ -503,6 +509,7 @@ def postprocess_experiment(experiment: str, runs: list[dict], settings: dict, ou
                        else math.nan)
             row.update(measure_snapshot(model, xs, ys, norms, settings.get("first_bias_in_norm", True), device,
                                         where, max_logits))
+            row["in_fit"] = enters_fit(row["train_err"], settings.get("require_zero_train_error", False))
             rows.append(row)
             log.info("%s: epoch %g train CE %.5g test CE %.5g normalised %.6f / %.6f", where, row["epoch"],
                      row["train_ce"], row["test_ce"], row["train_ce_fro"], row["test_ce_fro"])
@@ -560,6 +567,12 @@ def measure_snapshot(model, xs: dict, ys: dict, norms: list[dict], first_bias_in
     return out
 
 
+def enters_fit(train_err: float, require_zero_train_error: bool) -> bool:
+    """Whether a point enters its experiment's fits: always, or with ``require_zero_train_error`` only at
+    training error 0."""
+    return not require_zero_train_error or train_err == 0.0
+
+
 def histogram_point(points) -> int:
     """Row of the network whose max logits Figs 19/20 show: the natural-label point with the smallest init σ
     (default initialisation counts as smallest), lowest seed first. The paper does not say which of its MNIST
@@ -575,7 +588,10 @@ def histogram_point(points) -> int:
 
 
 def _subset(points, which: str):
-    return points if which == "all" else points[points["kind"] == "natural"]
+    """The fit's points (``which``: all | natural) that enter fits, and how many of them were left out."""
+    pts = points if which == "all" else points[points["kind"] == "natural"]
+    admitted = pts["in_fit"].astype(bool) if "in_fit" in pts else np.ones(len(pts), dtype=bool)
+    return pts[admitted], int((~admitted).sum())
 
 
 def fit_table(points_paths: dict[str, str], out_fits: str | Path, out_correlations: str | Path) -> None:
@@ -583,7 +599,8 @@ def fit_table(points_paths: dict[str, str], out_fits: str | Path, out_correlatio
 
     ``points_paths``: experiment name → points.csv. Fits: n, slope, intercept, R², adjusted R², RMSE (n − 2
     d.o.f.), √(SSE/n), the (ln K, ln K) gap, and the paper's numbers beside them. Correlations: Pearson r and
-    Spearman ρ. Experiments missing from ``points_paths`` (not configured) are skipped.
+    Spearman ρ. Both count the points left out (``left_out``: not ``in_fit``). Experiments missing from
+    ``points_paths`` (not configured) are skipped.
     """
     import pandas as pd
     from scipy import stats
@@ -593,13 +610,14 @@ def fit_table(points_paths: dict[str, str], out_fits: str | Path, out_correlatio
     for fit in FIGURE_FITS:
         if fit["experiment"] not in points:
             continue
-        pts = _subset(points[fit["experiment"]], fit["points"])
+        pts, left_out = _subset(points[fit["experiment"]], fit["points"])
         res = ols_fit(pts[fit["x"]], pts[fit["y"]])
         k = int(pts["num_classes"].iloc[0]) if len(pts) else 0
         paper = fit["paper"] or {}
         fit_rows.append(dict(
             figure=fit["figure"], panel=fit["panel"], experiment=fit["experiment"], x=fit["x"], y=fit["y"],
-            points=fit["points"], n=res["n"], slope=res["slope"], intercept=res["intercept"], r2=res["r2"],
+            points=fit["points"], n=res["n"], left_out=left_out, slope=res["slope"], intercept=res["intercept"],
+            r2=res["r2"],
             adj_r2=res["adj_r2"], rmse=res["rmse"], rmse_n=res["rmse_n"], num_classes=k,
             ln_k=math.log(k) if k else math.nan,
             fixed_point_gap=fixed_point_gap(res["slope"], res["intercept"], k) if k else math.nan,
@@ -612,13 +630,13 @@ def fit_table(points_paths: dict[str, str], out_fits: str | Path, out_correlatio
     for c in FIGURE_CORRELATIONS:
         if c["experiment"] not in points:
             continue
-        pts = _subset(points[c["experiment"]], c["points"])
+        pts, left_out = _subset(points[c["experiment"]], c["points"])
         x, y = pts[c["x"]].to_numpy(float), pts[c["y"]].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
         x, y = x[ok], y[ok]
         varied = len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
         corr_rows.append(dict(figure=c["figure"], experiment=c["experiment"], x=c["x"], y=c["y"],
-                              points=c["points"], n=len(x), claim=c["claim"],
+                              points=c["points"], n=len(x), left_out=left_out, claim=c["claim"],
                               pearson_r=float(stats.pearsonr(x, y)[0]) if varied else math.nan,
                               spearman_rho=float(stats.spearmanr(x, y)[0]) if varied else math.nan))
     with atomic_path(out_fits) as tmp:
@@ -649,7 +667,7 @@ def loss_differences(points_path: str | Path | None, out_json: str | Path,
     if points_path is None:
         write_json(out_json, {**result, "n_points": 0, "note": f"experiment {experiment} is not configured"})
         return
-    pts = _subset(pd.read_csv(points_path), which)
+    pts, _ = _subset(pd.read_csv(points_path), which)
     for column, key in (("train_ce_fro", "train"), ("test_ce_fro", "test")):
         v = pts[column].to_numpy(np.float64)
         result[f"min_pairwise_normalised_{key}_ce_difference"] = min_pairwise_difference(v[np.isfinite(v)])

@@ -75,11 +75,15 @@ def _fit_panel(ax, pts: pd.DataFrame, row: pd.Series, title: str, xlabel: str, y
                show_all: bool = False) -> None:
     """Scatter of the row's x/y columns with its fitted line; only the fitted points unless ``show_all``."""
     fitted = pts if row["points"] == "all" else pts[pts["kind"] == "natural"]
+    if "in_fit" in fitted:  # networks left out of the fit (training error not 0) are not drawn as fitted
+        fitted = fitted[fitted["in_fit"].astype(bool)]
     _scatter(ax, pts if show_all else fitted, row["x"], row["y"])
     if np.isfinite(row["slope"]) and len(fitted):
         xs = np.linspace(fitted[row["x"]].min(), fitted[row["x"]].max(), 50)
+        left_out = int(row.get("left_out", 0))
         ax.plot(xs, row["slope"] * xs + row["intercept"], color=FIT, lw=1.2,
-                label=f"OLS fit ({'natural + RL' if row['points'] == 'all' else 'natural only'})")
+                label=f"OLS fit ({'natural + RL' if row['points'] == 'all' else 'natural only'}"
+                      + (f"; {left_out} left out: training error ≠ 0" if left_out else "") + ")")
     ax.text(0.02, 0.98, _fit_text(row), transform=ax.transAxes, va="top", ha="left", fontsize=6.5,
             bbox=dict(boxstyle="round", fc="white", alpha=0.85, lw=0.5))
     ax.set_title(title, fontsize=9)

@@ -293,7 +293,7 @@ def test_newer_entry_scripts_rerun_nothing(finished):
     repo = finished["repo"]
     for script in (repo / "workflow_scripts").glob("*.py"):
         script.touch()
-    proc = snakemake(finished["workdir"], "-n", "--quiet", "rules", "all_figures", configfile=CONFIG,
+    proc = snakemake(finished["workdir"], "all_figures", "-n", "--quiet", "rules", configfile=CONFIG,
                      snakefile=repo / "Snakefile", env=_env(repo))
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-4000:]

@@ -124,7 +124,8 @@ def flops_per_example(arch_name: str, arch: dict, device) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lossatlas.training import SingleGroup, batch_loss, build_member
+    from lossatlas.optim import batch_loss
+    from lossatlas.training import SingleGroup, build_member
 
     spec = spec_for(arch_name, arch, [0], 1, "never", device.type)
     group = SingleGroup(build_member(spec, INPUT_SHAPE, CLASSES, 0, device, torch.float32), 0)
@@ -169,8 +170,8 @@ def spread(a: list[float], b: list[float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
+    from lossatlas.devices import resolve_device
     from lossatlas.entry import tune_allocator
-    from lossatlas.training import resolve_device
 
     tune_allocator()  # the in-process modes run as a pipeline job would (lossatlas.entry.setup)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

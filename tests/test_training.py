@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lossatlas import devices, lr_probe, optim
 from lossatlas import training as T
 from tests.engine_helpers import make_classification_h5, make_regression_h5, make_spec
 
@@ -68,25 +69,25 @@ def test_member_groups_split_a_stacked_block_into_one_chunk_per_worker():
 
 def test_learning_rate_schedules():
     opt = {"schedule": {"kind": "step", "every": 2, "factor": 10}}
-    assert [T.learning_rate(opt, 1.0, e) for e in range(5)] == [1.0, 1.0, 0.1, 0.1, pytest.approx(0.01)]
+    assert [optim.learning_rate(opt, 1.0, e) for e in range(5)] == [1.0, 1.0, 0.1, 0.1, pytest.approx(0.01)]
     opt = {"schedule": {"kind": "multistep", "milestones": [1, 3], "factor": 2}}
-    assert [T.learning_rate(opt, 1.0, e) for e in range(4)] == [1.0, 0.5, 0.5, 0.25]
-    assert T.learning_rate({}, 0.3, 7) == 0.3
+    assert [optim.learning_rate(opt, 1.0, e) for e in range(4)] == [1.0, 0.5, 0.5, 0.25]
+    assert optim.learning_rate({}, 0.3, 7) == 0.3
 
 
 def test_mse_softmax_loss_sums_over_classes():
     z = torch.tensor([[[math.log(2.0), 0.0, 0.0]]], dtype=torch.float64)  # p = (0.5, 0.25, 0.25)
     y = torch.tensor([[0]])
-    assert T.batch_loss("mse_softmax", z, y, 3).item() == pytest.approx(0.375)
-    assert T.batch_loss("ce", z, y, 3).item() == pytest.approx(math.log(2.0))
+    assert optim.batch_loss("mse_softmax", z, y, 3).item() == pytest.approx(0.375)
+    assert optim.batch_loss("ce", z, y, 3).item() == pytest.approx(math.log(2.0))
     # mse_raw against one-hot on raw outputs: (ln2 - 1)² + 0 + 0
-    assert T.batch_loss("mse_raw", z, y, 3).item() == pytest.approx((math.log(2.0) - 1) ** 2)
+    assert optim.batch_loss("mse_raw", z, y, 3).item() == pytest.approx((math.log(2.0) - 1) ** 2)
 
 
 def test_derive_seed_is_stable_and_distinct():
-    assert T.derive_seed(3, "init") == T.derive_seed(3, "init")
-    assert T.derive_seed(3, "init") != T.derive_seed(3, "data")
-    assert 0 <= T.derive_seed(0, "x") < 2**63
+    assert devices.derive_seed(3, "init") == devices.derive_seed(3, "init")
+    assert devices.derive_seed(3, "init") != devices.derive_seed(3, "data")
+    assert 0 <= devices.derive_seed(0, "x") < 2**63
 
 
 # ------------------------------------------------------------------------------------------- training runs
@@ -227,7 +228,7 @@ def test_uint8_images_are_standardised(tmp_path):
 
 
 def test_probe_learning_rates(tmp_path, blobs):
-    results = T.probe_learning_rates(make_spec(seeds=[0], loss="mse_raw", architecture={
+    results = lr_probe.probe_learning_rates(make_spec(seeds=[0], loss="mse_raw", architecture={
         "name": "fc", "model": "mlp", "hidden": [16]}, optimizer={"name": "sgd", "lr": "probe"}),
         blobs, [0.01, 1e4, 0.1], epochs=2)
     assert [r["lr"] for r in results] == [1e4, 0.1, 0.01]
@@ -246,7 +247,7 @@ def test_optimizers_match_torch_optim(kind, kwargs, torch_cls):
     gen = torch.Generator().manual_seed(0)
     start = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     ours, ref = start.clone().requires_grad_(), start.clone().requires_grad_()
-    opt_ours, opt_ref = T.Optimizer([ours], kind, 0.1, **kwargs), torch_cls([ref], 0.1)
+    opt_ours, opt_ref = optim.Optimizer([ours], kind, 0.1, **kwargs), torch_cls([ref], 0.1)
     for i in range(5):
         target = torch.randn(5, 3, generator=gen, dtype=torch.float64)
         for p, opt in ((ours, opt_ours), (ref, opt_ref)):

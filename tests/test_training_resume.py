@@ -197,7 +197,7 @@ def running(pid: int) -> bool:
 
 
 def test_a_failed_worker_is_named_and_the_others_are_stopped():
-    from lossatlas.training import wait_for_workers
+    from lossatlas.workers import wait_for_workers
 
     failing = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
     # (SIG_DFL explicitly: a test runner's process may ignore SIGTERM, and children inherit that)

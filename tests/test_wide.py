@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from lossatlas import optim, wide
 from lossatlas import training as T
-from lossatlas import wide
 from lossatlas.models import MODELS
 
 torch.set_num_threads(1)
@@ -50,11 +50,11 @@ def members(arch: dict, seeds: list[int], dtype=torch.float64) -> list[nn.Module
 
 def train_steps(group, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
     """SGD with momentum on ``batches`` ((G, B, 1, 8, 8) inputs, (G, B) labels); the per-step losses."""
-    optimizer = T.make_optimizer(group.parameters(), {"name": "sgd", "lr": 0.1, "momentum": 0.9}, 0.1)
+    optimizer = optim.make_optimizer(group.parameters(), {"name": "sgd", "lr": 0.1, "momentum": 0.9}, 0.1)
     group.train()
     losses = []
     for x, y in batches:
-        loss = T.batch_loss("ce", group.forward(x), y, 3)
+        loss = optim.batch_loss("ce", group.forward(x), y, 3)
         optimizer.zero_grad()
         loss.sum().backward()
         optimizer.step()

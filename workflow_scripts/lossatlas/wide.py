@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from lossatlas.dropout import MemberDropout
 from lossatlas.models import BasicBlock, Bottleneck
 
 # Layers without parameters that act per channel (image layout) or per element: kept as they are.
@@ -48,8 +49,6 @@ CONTAINERS = (nn.Sequential, BasicBlock, Bottleneck)
 
 def unsupported_layers(model: nn.Module) -> list[str]:
     """Names (``type`` at ``path``) of the modules of ``model`` that ``widen`` cannot turn into a wide layer."""
-    from lossatlas.training import MemberDropout
-
     bad = []
     for name, m in model.named_modules():
         if isinstance(m, (*CONTAINERS, *PASSTHROUGH, nn.Flatten, nn.Dropout, MemberDropout)):
@@ -190,7 +189,7 @@ def to_wide(x: torch.Tensor, image: bool) -> torch.Tensor:
 
 
 def from_wide_output(out: torch.Tensor) -> torch.Tensor:
-    """The wide network's output (G, K, B) as (G, B, K), what ``training.batch_loss`` takes."""
+    """The wide network's output (G, K, B) as (G, B, K), what ``optim.batch_loss`` takes."""
     if out.dim() != 3:
         raise ValueError(f"a stacked model must end in a Linear layer (vector layout), got shape {tuple(out.shape)}")
     return out.transpose(1, 2)

@@ -2,17 +2,25 @@
 
 ``derive_seed`` makes every random stream a pure function of names (seed, "init"), so a member's init, data order
 and dropout masks do not depend on the process, the grouping or the machine. ``to_device_data`` places a split as
-one tensor on the device; a batch is ``data.inputs(index)``.
+one tensor on the device; a batch is ``data.inputs(index)``. ``configure_numerics`` makes CUDA deterministic.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger("lossatlas.devices")
+
+# cuBLAS is deterministic only with a fixed workspace (NVIDIA's documented value); read when cuBLAS starts
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 def derive_seed(*parts: Any) -> int:
@@ -82,3 +90,32 @@ def num_outputs(task: str, num_classes: int, y: np.ndarray) -> int:
         return 1 if y.ndim == 1 else int(y.shape[1])
     return int(num_classes)
 
+
+
+def configure_numerics(device: torch.device, tf32: bool = False, nondeterministic: Sequence[str] = ()) -> dict:
+    """Make ``device``'s arithmetic reproducible run to run, and return what is set (for the outputs' attributes).
+
+    On CUDA, before CUDA starts (cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` when it creates its handle): deterministic
+    algorithms, cuDNN deterministic without benchmark, and float32 matmuls and convolutions in full precision
+    unless ``tf32`` (the recipe's ``tf32`` key) asks for TF32. ``nondeterministic`` names the model's layers
+    without a deterministic CUDA kernel (``models.nondeterministic_on_cuda``): they are logged, and deterministic
+    algorithms then only warn on them instead of failing. CPU kernels are deterministic already: nothing is set.
+    """
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        if nondeterministic:
+            log.warning("no deterministic CUDA kernel for %s: results may differ run to run", list(nondeterministic))
+        torch.use_deterministic_algorithms(True, warn_only=bool(nondeterministic))
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        precision = "tf32" if tf32 else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
+    cuda = device.type == "cuda"
+    return {"device": device.type, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic) if cuda else None,
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
+            "tf32": bool(tf32) if cuda else False,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG") if cuda else None,
+            "nondeterministic_layers": list(nondeterministic) if cuda else []}

@@ -105,5 +105,5 @@ class MemberMasks:
 
     def set_state(self, states: list[torch.Tensor]) -> None:
         for g, state in zip(self.generators, states, strict=True):
-            g.set_state(state.cpu() if self.device.type == "cpu" else state)
+            g.set_state(state.cpu())  # a generator on any device takes its state as a CPU byte tensor
 

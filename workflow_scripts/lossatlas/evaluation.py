@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from lossatlas import metrics as M
-from lossatlas.devices import resolve_device, to_device_data, torch_dtype
+from lossatlas.devices import configure_numerics, resolve_device, to_device_data, torch_dtype
 from lossatlas.io import H5Writer, atomic_path
 from lossatlas.models import channels_last
 
@@ -154,6 +154,7 @@ def evaluate_run(spec: dict, checkpoints_path: str | os.PathLike, dataset_path: 
             raise ValueError(f"{checkpoints_path} was trained on dataset hash {attrs['dataset_hash']}, but "
                              f"{dataset_path} has {ds.attrs.get('content_hash')}: retrain or rebuild the data")
         train_spec = json.loads(attrs["spec"])
+        configure_numerics(device, bool(train_spec.get("tf32", False)))
         classification = attrs["task"] == "classification"
         num_classes = int(attrs["num_classes"])
         members = ck["members"][:]

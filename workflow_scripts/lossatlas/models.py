@@ -143,6 +143,26 @@ class _OffsetBatchNorm:
         return f"{super().extra_repr()}, offset={self.offset}"
 
 
+class GlobalAvgPool(nn.Module):
+    """Global average pooling, (B, C, H, W) → (B, C, 1, 1): the values of ``AdaptiveAvgPool2d(1)`` (bit-identical
+    on CPU, forward and backward), with a deterministic CUDA backward, which adaptive pooling lacks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+# Layers whose CUDA backward has no deterministic kernel (torch.use_deterministic_algorithms raises on them).
+NONDETERMINISTIC_ON_CUDA = (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, nn.AvgPool3d,
+                            nn.MaxPool3d, nn.FractionalMaxPool2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
+                            nn.Upsample)
+
+
+def nondeterministic_on_cuda(model: nn.Module) -> list[str]:
+    """``type at 'name'`` of each layer of ``model`` that cannot train deterministically on CUDA."""
+    return [f"{type(m).__name__} at {name!r}" for name, m in model.named_modules()
+            if isinstance(m, NONDETERMINISTIC_ON_CUDA)]
+
+
 class OffsetBatchNorm1d(_OffsetBatchNorm, nn.BatchNorm1d):
     """App. C's re-parametrised BatchNorm for fully connected layers (see ``_OffsetBatchNorm``)."""
 
@@ -327,7 +347,7 @@ def resnet(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True,
             stride = 2 if stage > 0 and i == 0 else 1
             layers.append(block(cin, width * 2 ** stage, stride))
             cin = width * 2 ** stage * block.expansion
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    layers += [GlobalAvgPool(), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
 
 
@@ -360,7 +380,7 @@ def densenet(input_shape: tuple[int, ...], num_classes: int, dropout: bool = Tru
             layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 1, bias=False),
                        nn.AvgPool2d(2, ceil_mode=True)]
             cin = cout
-    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), GlobalAvgPool(), nn.Flatten(),
                nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
 
@@ -525,7 +545,7 @@ def tiny_resnet(input_shape: tuple[int, ...], num_classes: int, dropout: bool = 
     c, h, w = _image_shape(input_shape, "tiny_resnet")
     layers: list[nn.Module] = _conv_bn_act(c, channels, 3, padding=1, batchnorm=batchnorm, bias=not batchnorm)
     layers += [BasicBlock(channels, channels, 1, batchnorm) for _ in range(blocks)]
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    layers += [GlobalAvgPool(), nn.Flatten(), nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers)
 
 

@@ -96,7 +96,9 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count, self.lr = int(state["step"]), float(state["lr"])
-        self.state = [dict(st) for st in state["state"]]
+        # a resume state is loaded onto the CPU: each tensor goes back to its parameter's device
+        self.state = [{k: v.to(p.device) for k, v in st.items()} for p, st in zip(self.params, state["state"],
+                                                                                   strict=True)]
 
 
 def make_optimizer(params: Sequence[torch.Tensor], optimizer: dict, lr: float) -> Optimizer:

@@ -5,12 +5,19 @@ discarded whole), ``state_g<group>.pt`` (a started group's weights, optimizer, R
 atomically), ``done_g<group>.pt`` (a finished group's records) and ``ckpt/g<group>_c<index>.pt`` (checkpoint
 weights as they are taken). A damaged file is logged and ignored, so a retry trains that part again.
 
+State files hold tensors only (loaded with ``weights_only=True``, always onto the CPU) and their metadata as a
+JSON string: results live in group-writable cluster folders, so loading must never unpickle arbitrary objects.
+RNG states are CPU byte tensors on every device (what ``torch.set_rng_state``, ``Generator.set_state`` and
+``torch.cuda.set_rng_state`` accept); on CUDA only the current device's generator is saved, so a state resumes
+on a node with fewer GPUs.
+
 SIGTERM (SLURM time limit, preemption) becomes a flag the training loop checks after every step; the loop then
 saves the group's state and raises ``Preempted``, which exits with status 143 so a retry resumes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import signal
@@ -20,6 +27,7 @@ from typing import Any
 
 import torch
 
+from lossatlas.dropout import MemberMasks
 from lossatlas.io import atomic_path
 
 log = logging.getLogger("lossatlas.training")
@@ -102,33 +110,56 @@ class WorkDir:
     def load_checkpoint(self, group: int, index: int) -> dict[str, torch.Tensor]:
         return torch.load(self.checkpoint_path(group, index), map_location="cpu", weights_only=True)
 
-    def save_state(self, group: int, payload: dict) -> None:
-        with atomic_path(self.state_path(group)) as tmp:
-            torch.save({"key": self.key, **payload}, tmp)
+    def save_state(self, group: int, meta: dict, tensors: dict) -> None:
+        """Save a group's resume state: ``meta`` plain JSON values, ``tensors`` (nested dicts / lists of)
+        tensors."""
+        self._write(self.state_path(group), meta, tensors)
 
-    def load_state(self, group: int) -> dict | None:
+    def load_state(self, group: int) -> tuple[dict, dict] | None:
+        """(meta, tensors on the CPU) of a group's resume state, or None."""
         return self._read(self.state_path(group), "resume state")
 
     def save_done(self, group: int, status: dict) -> None:
-        """Record a finished group (its status rows); its resume state is no longer needed."""
-        with atomic_path(self.done_path(group)) as tmp:
-            torch.save({"key": self.key, "status": status}, tmp)
+        """Record a finished group (its status rows, tensors); its resume state is no longer needed."""
+        self._write(self.done_path(group), {}, status)
         self.state_path(group).unlink(missing_ok=True)
 
     def load_done(self, group: int) -> dict | None:
         """The status rows of a finished group, or None."""
         payload = self._read(self.done_path(group), "finished-group record")
-        return None if payload is None else payload["status"]
+        return None if payload is None else payload[1]
 
-    def _read(self, path: Path, what: str) -> dict | None:
+    def _write(self, path: Path, meta: dict, tensors: dict) -> None:
+        with atomic_path(path) as tmp:
+            torch.save({"meta": json.dumps({"key": self.key, **meta}), "tensors": tensors}, tmp)
+
+    def _read(self, path: Path, what: str) -> tuple[dict, dict] | None:
         if not path.exists():
             return None
         try:
-            payload = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a damaged file (disk error, partial copy) must not block every retry
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            meta = json.loads(payload["meta"])
+        except Exception as exc:  # a damaged or foreign file must not block every retry
             log.warning("discarding an unreadable %s %s (%s: %s)", what, path, type(exc).__name__, exc)
             return None
-        if not isinstance(payload, dict) or payload.get("key") != self.key:
+        if meta.get("key") != self.key:
             log.info("discarding a %s of a different spec/dataset: %s", what, path)
             return None
-        return payload
+        return meta, payload["tensors"]
+
+
+def rng_state(device: torch.device, masks: MemberMasks) -> dict[str, Any]:
+    """The random state a group trains from, as CPU tensors: torch's CPU generator, the members' dropout
+    generators and, on CUDA, the current device's generator (not every visible GPU's)."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state(), "dropout": [s.cpu() for s in masks.get_state()]}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device).cpu()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device, masks: MemberMasks) -> None:
+    """Restore ``rng_state``'s result; every setter takes a CPU byte tensor, whatever the device."""
+    torch.set_rng_state(state["cpu"].cpu())
+    masks.set_state([s.cpu() for s in state["dropout"]])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

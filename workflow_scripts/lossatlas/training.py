@@ -58,21 +58,22 @@ integer buffers): nothing looks like data.
 The job succeeds; ``status/*`` and ``checkpoints/valid`` say what happened.
 
 Resume (files: ``lossatlas.resume``). Each group's training state (weights, optimizer, RNG, position, loss
-accumulators, its members' status) is saved atomically to ``work_dir/state_g<group>.pt`` at epoch ends and checkpoints once
-``LOSSATLAS_STATE_EVERY_S`` seconds (default 60) have passed since the last save, and on SIGTERM (SLURM time
-limit / preemption; the job passes it on to its workers), after which the job exits with status 143 so a retry
-resumes. A finished group leaves ``work_dir/done_g<group>.pt`` (its status) and is not trained again.
-Checkpoint weights go to ``work_dir/ckpt/`` as they are taken. ``work_dir/key`` (hash of the spec, the dataset
-hashes, the learning rate and the grouping) must match, or the whole work_dir is discarded. A failed worker
-stops the others (they save their state) and the job fails naming it; workers end when their job is killed
-(``lossatlas.workers``).
+accumulators, its members' status) is saved atomically to ``work_dir/state_g<group>.pt`` at epoch ends and
+checkpoints once ``LOSSATLAS_STATE_EVERY_S`` seconds (default 60) have passed since the last save, and on
+SIGTERM (SLURM time limit / preemption; the job passes it on to its workers), after which the job exits with
+status 143 so a retry resumes. A finished group leaves ``work_dir/done_g<group>.pt`` (its status) and is not
+trained again. Checkpoint weights go to ``work_dir/ckpt/`` as they are taken. ``work_dir/key`` (hash of the spec,
+the dataset hashes, the learning rate, the grouping, the device type with its numerics settings and the torch
+version) must match, or the whole work_dir is discarded. A failed worker stops the others (they save their
+state) and the job fails naming it; workers end when their job is killed (``lossatlas.workers``).
 After ``checkpoints.h5`` is written (atomically, in a fixed order, so an interrupted-and-resumed run gives the
 same file as an uninterrupted one), ``work_dir`` is removed.
 
 ``checkpoints.h5`` (M members, C checkpoints, E epochs):
 - root attrs: ``spec`` (JSON), ``schema_version``, ``task``, ``num_classes`` (0 for regression), ``num_outputs``
   (model outputs: K, or the regression target width), ``input_shape`` (JSON), ``dataset_hash``, ``lr`` (the rate
-  used), ``vectorized`` (bool), ``stacking`` (wide | vmap | loop), ``workers``, ``torch_version``;
+  used), ``vectorized`` (bool), ``stacking`` (wide | vmap | loop), ``workers``, ``torch_version``, ``numerics``
+  (JSON: the device's determinism and TF32 settings, ``lossatlas.devices.configure_numerics``);
 - ``members`` (M,) int64 seeds;
 - ``checkpoints/epoch`` (C,) float64, ``checkpoints/step`` (C,) int64, ``checkpoints/examples_seen`` (C,) int64,
   ``checkpoints/valid`` (M, C) bool;
@@ -100,12 +101,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossatlas.devices import DeviceData, derive_seed, num_outputs, resolve_device, to_device_data, torch_dtype
+from lossatlas.devices import (
+    DeviceData,
+    configure_numerics,
+    derive_seed,
+    num_outputs,
+    resolve_device,
+    to_device_data,
+    torch_dtype,
+)
 from lossatlas.dropout import MemberMasks, use_member_dropout
 from lossatlas.io import H5Writer, atomic_path, read_json
-from lossatlas.models import build_model, channels_last, has_convolution, initialize
+from lossatlas.models import build_model, channels_last, has_convolution, initialize, nondeterministic_on_cuda
 from lossatlas.optim import LOSSES, Optimizer, batch_loss, learning_rate, make_optimizer
-from lossatlas.resume import STATE_EVERY_S_ENV, Position, Preempted, Sigterm, WorkDir
+from lossatlas.resume import STATE_EVERY_S_ENV, Position, Preempted, Sigterm, WorkDir, rng_state, set_rng_state
 from lossatlas.wide import from_wide_output, member_view, to_wide, unsupported_layers, widen
 from lossatlas.workers import run_workers
 
@@ -391,12 +400,16 @@ class BlockTrainer:
         pre_epochs = phases[0].epochs if len(phases) > 1 else 0
         self.status = BlockStatus(len(self.seeds), main.epochs, pre_epochs, len(self.ckpt_steps))
         probe = build_member(spec, self.input_shape, outputs, self.seeds[0], device, self.dtype)
+        # before the first CUDA kernel runs (cuBLAS reads its workspace setting when it starts)
+        self.numerics = configure_numerics(device, bool(spec.get("tf32", False)), nondeterministic_on_cuda(probe))
         self.stacking = choose_stacking(spec.get("vectorize", "auto"), probe, len(self.seeds), device)
         self.vectorized = self.stacking != "loop"
         self.groups = member_groups(len(self.seeds), self.vectorized, workers)
         self.workers = max(1, min(workers, len(self.groups)))
-        # the grouping changes float summation (stacked chunks), so a state of another grouping is not resumed
-        self.key = hashlib.sha256(json.dumps([key, self.groups, self.stacking]).encode()).hexdigest()
+        # the grouping (stacked chunks), the device, its settings and torch's kernels change the arithmetic: a
+        # state saved under other ones is not resumed
+        self.key = hashlib.sha256(json.dumps([key, self.groups, self.stacking, self.numerics, torch.__version__],
+                                             sort_keys=True).encode()).hexdigest()
         self.files = None if work_dir is None else WorkDir(work_dir, self.key, device)
         self.state_every_s = float(os.environ.get(STATE_EVERY_S_ENV, "60"))
 
@@ -415,12 +428,12 @@ class BlockTrainer:
         if self.files is None:
             return
         rows = np.asarray(self.groups[pos.group])
-        self.files.save_state(pos.group, {
-            "position": pos.__dict__.copy(), "weights": group.state(),
-            "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "dropout_rng": group.masks.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "acc": acc, "status": self.status.rows(rows),
-        })
+        opt = optimizer.state_dict()
+        meta = {"position": pos.__dict__.copy(), "step": opt["step"], "lr": opt["lr"], "count": acc["count"]}
+        status = {k: torch.from_numpy(v) for k, v in self.status.rows(rows).items()}
+        self.files.save_state(pos.group, meta, {
+            "weights": {k: v.detach().cpu() for k, v in group.state().items()}, "optimizer": opt["state"],
+            "rng": rng_state(self.device, group.masks), "acc_sum": acc["sum"].cpu(), "status": status})
         self._last_save = time.monotonic()
 
     def _load_done(self, group: int) -> bool:
@@ -428,7 +441,7 @@ class BlockTrainer:
         status = None if self.files is None else self.files.load_done(group)
         if status is None:
             return False
-        self.status.set_rows(np.asarray(self.groups[group]), status)
+        self.status.set_rows(np.asarray(self.groups[group]), {k: v.numpy() for k, v in status.items()})
         return True
 
     # -- training
@@ -453,10 +466,11 @@ class BlockTrainer:
                     continue
                 state = None if self.files is None else self.files.load_state(gi)
                 if state is not None:
-                    log.info("resuming at %s", state["position"])
+                    log.info("resuming at %s", state[0]["position"])
                 self._train_group(gi, state, sigterm)
                 if self.files is not None:
-                    self.files.save_done(gi, self.status.rows(np.asarray(self.groups[gi])))
+                    rows = self.status.rows(np.asarray(self.groups[gi]))
+                    self.files.save_done(gi, {k: torch.from_numpy(v) for k, v in rows.items()})
 
     def collect(self) -> None:
         """Read every group's finished record into ``status`` (after the groups ran in worker processes)."""
@@ -477,7 +491,7 @@ class BlockTrainer:
             return StackedGroup(models, seeds)
         return SingleGroup(models[0], seeds[0])
 
-    def _train_group(self, gi: int, state: dict | None, sigterm: Sigterm) -> None:
+    def _train_group(self, gi: int, state: tuple[dict, dict] | None, sigterm: Sigterm) -> None:
         members = self.groups[gi]
         group = self._make_group(members)
         group.train()
@@ -493,15 +507,13 @@ class BlockTrainer:
         acc = {"sum": torch.zeros(g, dtype=torch.float64, device=self.device), "count": 0}
         optimizer = make_optimizer(group.parameters(), opt_cfg, self.lr)
         if state is not None:
-            self.status.set_rows(rows, state["status"])
-            pos = Position(**state["position"])
-            group.load_state(state["weights"])
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            group.masks.set_state(state["dropout_rng"])
-            if state["cuda_rng"] is not None:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            acc = state["acc"]
+            meta, tensors = state
+            self.status.set_rows(rows, {k: v.numpy() for k, v in tensors["status"].items()})
+            pos = Position(**meta["position"])
+            group.load_state(tensors["weights"])
+            optimizer.load_state_dict({"step": meta["step"], "lr": meta["lr"], "state": tensors["optimizer"]})
+            set_rng_state(tensors["rng"], self.device, group.masks)
+            acc = {"sum": tensors["acc_sum"].to(self.device), "count": int(meta["count"])}
         active = ~(self.status.diverged[rows] | ~np.isnan(self.status.stopped_epoch[rows]))
         phase_index_start = pos.phase
         for pi in range(phase_index_start, len(self.phases)):
@@ -735,7 +747,7 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
         "task": ds.attrs.get("task", "classification"), "num_classes": num_classes, "num_outputs": outputs,
         "input_shape": json.dumps(list(ds.input_shape)), "dataset_hash": _dataset_hash(ds), "lr": lr,
         "vectorized": trainer.vectorized, "stacking": trainer.stacking, "workers": trainer.workers,
-        "torch_version": str(torch.__version__),
+        "torch_version": str(torch.__version__), "numerics": json.dumps(trainer.numerics, sort_keys=True),
     }
     trainer.write(out_path, attrs)
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -38,11 +38,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lossatlas.dropout import MemberDropout
-from lossatlas.models import BasicBlock, Bottleneck
+from lossatlas.models import BasicBlock, Bottleneck, GlobalAvgPool
 
 # Layers without parameters that act per channel (image layout) or per element: kept as they are.
 PASSTHROUGH = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-               nn.ZeroPad2d)
+               nn.ZeroPad2d, GlobalAvgPool)
 # Containers whose forward only calls their layers, F.relu and +: the same forward works on wide layers.
 CONTAINERS = (nn.Sequential, BasicBlock, Bottleneck)
 

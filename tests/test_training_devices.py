@@ -116,3 +116,21 @@ def test_the_resume_key_depends_on_the_device_settings(tmp_path, monkeypatch):
 
     assert key({"device": "cpu"}) != key({"device": "cuda", "tf32": False})
     assert key({"device": "cuda", "tf32": False}) != key({"device": "cuda", "tf32": True})
+
+
+def test_members_per_cuda_group_counts_weights_optimizer_and_activations():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    params = (16 * 8 + 8 + 8 * 3 + 3) * 8
+    activations = 4 * (16 + 8 + 8 + 3) * 8  # batch 4: the outputs of Flatten, Linear, ReLU, Linear
+    member = 4 * params + 2 * activations
+    assert training.members_per_cuda_group(model, (1, 4, 4), 4, 10 * member) == 10
+    assert training.members_per_cuda_group(model, (1, 4, 4), 4, 10 * member - 1) == 9
+    assert training.members_per_cuda_group(model, (1, 4, 4), 4, 1) == 1, "a member that does not fit trains alone"
+
+
+def test_worker_processes_on_cuda_are_an_error(tmp_path, monkeypatch):
+    data = make_classification_h5(tmp_path / "blobs.h5")
+    monkeypatch.setattr(training, "resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(training, "load_phases", lambda *a: pytest.fail("trained before checking workers"))
+    with pytest.raises(ValueError, match="worker processes are for CPU"):
+        training.train_run(make_spec(), data, tmp_path / "ck.h5", tmp_path / "work", threads=2, workers=2)

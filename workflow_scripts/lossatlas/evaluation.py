@@ -105,9 +105,8 @@ def layer_norms(model: nn.Module) -> tuple[list[str], np.ndarray, np.ndarray]:
 
     layers = parametrised_layers(model)
     names = [name for name, _ in layers]
-    fro = np.array([M.frobenius_norm(layer.parameters()) for _, layer in layers])
-    l1 = np.array([M.l1_norm(layer.parameters()) for _, layer in layers])
-    return names, fro, l1
+    fro, l1 = M.layer_norms_of([list(layer.parameters()) for _, layer in layers])
+    return names, np.array(fro), np.array(l1)
 
 
 def _per_example(model: nn.Module, data: Any, batch_size: int, classification: bool, lp: list,

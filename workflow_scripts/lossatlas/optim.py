@@ -58,38 +58,61 @@ class Optimizer:
 
     @torch.no_grad()
     def step(self) -> None:
+        # one multi-tensor (_foreach) kernel per operation over all parameters, not a few kernels per tensor:
+        # the same arithmetic, element for element, as the per-tensor form of torch.optim's rules
         self.step_count += 1
         t = self.step_count
-        for p, st in zip(self.params, self.state, strict=True):
-            if p.grad is None:
-                continue
-            g = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
-            if self.kind == "sgd":
-                if self.momentum != 0:
+        live = [(p, st) for p, st in zip(self.params, self.state, strict=True) if p.grad is not None]
+        if not live:
+            return
+        params, states = [p for p, _ in live], [st for _, st in live]
+        grads = [p.grad for p in params]
+        if self.weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        if self.kind == "sgd":
+            if self.momentum != 0:
+                started = [(st["momentum_buffer"], g) for st, g in zip(states, grads, strict=True)
+                           if "momentum_buffer" in st]
+                if started:
+                    bufs = [b for b, _ in started]
+                    torch._foreach_mul_(bufs, self.momentum)
+                    torch._foreach_add_(bufs, [g for _, g in started])
+                for st, g in zip(states, grads, strict=True):
                     if "momentum_buffer" not in st:
                         st["momentum_buffer"] = g.detach().clone()
-                    else:
-                        st["momentum_buffer"].mul_(self.momentum).add_(g)
-                    g = st["momentum_buffer"]
-                p.add_(g, alpha=-self.lr)
-            elif self.kind == "adam":
-                beta1, beta2, eps = 0.9, 0.999, 1e-8
+                grads = [st["momentum_buffer"] for st in states]
+            torch._foreach_add_(params, grads, alpha=-self.lr)
+        elif self.kind == "adam":
+            beta1, beta2, eps = 0.9, 0.999, 1e-8
+            for st, p in zip(states, params, strict=True):
                 if not st:
                     st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-                st["exp_avg"].lerp_(g, 1 - beta1)
-                st["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-                denom = (st["exp_avg_sq"].sqrt() / math.sqrt(bias2)).add_(eps)
-                p.addcdiv_(st["exp_avg"], denom, value=-self.lr / bias1)
-            else:  # adadelta
-                rho, eps = 0.9, 1e-6
+            avgs, sqs = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+            torch._foreach_lerp_(avgs, grads, 1 - beta1)
+            torch._foreach_mul_(sqs, beta2)
+            torch._foreach_addcmul_(sqs, grads, grads, value=1 - beta2)
+            bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+            denom = torch._foreach_sqrt(sqs)
+            torch._foreach_div_(denom, math.sqrt(bias2))
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, avgs, denom, value=-self.lr / bias1)
+        else:  # adadelta
+            rho, eps = 0.9, 1e-6
+            for st, p in zip(states, params, strict=True):
                 if not st:
                     st["square_avg"], st["acc_delta"] = torch.zeros_like(p), torch.zeros_like(p)
-                st["square_avg"].mul_(rho).addcmul_(g, g, value=1 - rho)
-                std = st["square_avg"].add(eps).sqrt_()
-                delta = st["acc_delta"].add(eps).sqrt_().div_(std).mul_(g)
-                st["acc_delta"].mul_(rho).addcmul_(delta, delta, value=1 - rho)
-                p.add_(delta, alpha=-self.lr)
+            sqs, accs = [st["square_avg"] for st in states], [st["acc_delta"] for st in states]
+            torch._foreach_mul_(sqs, rho)
+            torch._foreach_addcmul_(sqs, grads, grads, value=1 - rho)
+            std = torch._foreach_add(sqs, eps)
+            torch._foreach_sqrt_(std)
+            delta = torch._foreach_add(accs, eps)
+            torch._foreach_sqrt_(delta)
+            torch._foreach_div_(delta, std)
+            torch._foreach_mul_(delta, grads)
+            torch._foreach_mul_(accs, rho)
+            torch._foreach_addcmul_(accs, delta, delta, value=1 - rho)
+            torch._foreach_add_(params, delta, alpha=-self.lr)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step_count, "lr": self.lr, "state": [dict(st) for st in self.state]}

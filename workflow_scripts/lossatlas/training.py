@@ -29,9 +29,10 @@ chunk of the members per worker process. On CPU a job holding T cores (``train_r
 min(T, groups) single-threaded worker processes (``python -m lossatlas.train_worker``), each claiming the next
 untrained group whenever it is free: one process with T threads trains small models far slower than T
 processes of one thread each (per-op thread synchronisation dominates; benchmarks/ensemble_training.py). On
-CUDA, or with T = 1, everything runs in the job's process. A member's arithmetic is the same in any grouping
-(measured: byte-identical in float64 and float32 on this CPU), so the result does not depend on T beyond what T
-does to torch's own kernels.
+CUDA, or with T = 1, everything runs in the job's process (``workers`` > 1 on CUDA is an error); on CUDA a
+stacked block is split into as few groups as keep each within half the GPU's memory
+(``members_per_cuda_group``). A member's arithmetic is the same in any grouping (measured: byte-identical in
+float64 and float32 on this CPU), so the result does not depend on T beyond what T does to torch's own kernels.
 
 Data. The whole dataset lives as one tensor on the device; a batch is ``x[perm[k*B:(k+1)*B]]``. uint8 images
 become float in [0, 1] and are standardised per channel with the dataset's ``channel_mean``/``channel_std``.
@@ -86,9 +87,11 @@ same file as an uninterrupted one), ``work_dir`` is removed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -197,6 +200,29 @@ def choose_stacking(mode: str, model: nn.Module, members: int, device: torch.dev
     if widens:
         return "wide"
     return "vmap" if device.type == "cuda" or not has_convolution(model) else "loop"
+
+
+def members_per_cuda_group(model: nn.Module, input_shape: Sequence[int], batch_size: int, budget_bytes: int) -> int:
+    """How many members one stacked group may hold within ``budget_bytes`` of GPU memory: a member needs its
+    weights, gradient and up to two optimizer buffers (4 × its parameter bytes) and its activations (2 × the
+    outputs of its layers for one batch, measured by a forward pass on the meta device: kept for backward, and
+    their gradients)."""
+    meta = copy.deepcopy(model).to("meta").eval()
+    activations = 0
+
+    def count(_module: nn.Module, _args: tuple, out: Any) -> None:
+        nonlocal activations
+        if isinstance(out, torch.Tensor):
+            activations += out.numel() * out.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in meta.modules() if not list(m.children())]
+    first = next(model.parameters())
+    with torch.no_grad():
+        meta(torch.empty((batch_size, *input_shape), device="meta", dtype=first.dtype))
+    for h in hooks:
+        h.remove()
+    member = 4 * sum(p.numel() * p.element_size() for p in model.parameters()) + 2 * activations
+    return max(1, int(budget_bytes // member))
 
 
 def member_groups(members: int, vectorized: bool, workers: int) -> list[list[int]]:
@@ -404,7 +430,13 @@ class BlockTrainer:
         self.numerics = configure_numerics(device, bool(spec.get("tf32", False)), nondeterministic_on_cuda(probe))
         self.stacking = choose_stacking(spec.get("vectorize", "auto"), probe, len(self.seeds), device)
         self.vectorized = self.stacking != "loop"
-        self.groups = member_groups(len(self.seeds), self.vectorized, workers)
+        chunks = workers
+        if device.type == "cuda" and self.vectorized:
+            # half the GPU's memory per stacked group: the rest is the data, the allocator's cache and headroom
+            budget = torch.cuda.get_device_properties(device).total_memory // 2
+            per_group = members_per_cuda_group(probe, self.input_shape, self.batch_size, budget)
+            chunks = max(workers, math.ceil(len(self.seeds) / per_group))
+        self.groups = member_groups(len(self.seeds), self.vectorized, chunks)
         self.workers = max(1, min(workers, len(self.groups)))
         # the grouping (stacked chunks), the device, its settings and torch's kernels change the arithmetic: a
         # state saved under other ones is not resumed
@@ -722,9 +754,12 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
     """
     device = resolve_device(spec.get("device", "auto"))
     lr = _resolve_lr(spec["optimizer"], lr_path)
-    phases, ds, num_classes, outputs = load_phases(spec, dataset_path, pretrain_path, device)
     if workers is None:
         workers = int(threads) if device.type == "cpu" else 1
+    if workers > 1 and device.type != "cpu":
+        # worker processes train on CPU (one thread each); on a GPU one process keeps the device busy
+        raise ValueError(f"workers={workers}: worker processes are for CPU training; on {device} use workers=1")
+    phases, ds, num_classes, outputs = load_phases(spec, dataset_path, pretrain_path, device)
     trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, lr, device, Path(work_dir),
                            run_key(spec, ds, lr), workers=workers)
     log.info("training %d member(s) %s on %s, %s, %d checkpoints, %d worker process(es)", len(trainer.seeds),

@@ -3,7 +3,8 @@
 #   1. the tests that have a CUDA variant (pytest -m cuda: a killed / preempted job resumes to the same bytes),
 #   2. one small CNN block trained twice gives identical bytes; killed mid-run and resumed, the same bytes again
 #      (benchmarks/gpu_check.py),
-#   3. the engine benchmark on CUDA (benchmarks/ensemble_training.py --device cuda),
+#   3. the engine benchmark on CUDA (benchmarks/ensemble_training.py --device cuda) and its --compare of the
+#      optimizer step and the layer norms against their per-tensor forms,
 #   4. the cost calibration (benchmarks/calibrate_costs.py), where that benchmark exists,
 # then a summary, one line per step; exit status 1 if any step failed.
 #
@@ -37,6 +38,8 @@ if [[ -n $DRY ]]; then
     step "bytes twice, kill and resume" "$PY" benchmarks/gpu_check.py --device "$DEVICE" --dry
     step "engine benchmark" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --models lp_mlp2_bn \
         --members 2 --rounds 1 --seconds 0.2 --cores 1
+    step "optimizer and norms, old vs new" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --compare \
+        --models uni_cnn --members 2 --rounds 1 --cores 1
 else
     "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: use --dry'; \
 print(torch.__version__, torch.cuda.get_device_name())" || exit 1
@@ -44,6 +47,8 @@ print(torch.__version__, torch.cuda.get_device_name())" || exit 1
     step "bytes twice, kill and resume" "$PY" benchmarks/gpu_check.py --device "$DEVICE"
     step "engine benchmark" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" \
         --models uni_mlp256 uni_cnn uni_resnet --members 32 --rounds 1 --seconds 3
+    step "optimizer and norms, old vs new" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --compare \
+        --models uni_mlp256 uni_cnn uni_resnet --members 32 --rounds 3
     if [[ -f benchmarks/calibrate_costs.py ]]; then
         step "cost calibration" "$PY" benchmarks/calibrate_costs.py
     fi

@@ -31,5 +31,5 @@ def test_gpu_check_runs_in_its_dry_mode_on_cpu():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = proc.stdout.split("== summary (device cpu, dry)\n")[1].splitlines()
     assert [line.split(":")[0] for line in summary] == ["cuda tests (collected)", "bytes twice, kill and resume",
-                                                        "engine benchmark"]
+                                                        "engine benchmark", "optimizer and norms, old vs new"]
     assert all(": ok (" in line for line in summary), summary

@@ -9,6 +9,9 @@ each mode being ``lossatlas.training.train_run`` on the same synthetic data of t
 - ``block``: one job training seeds 0..N-1, ``threads`` = all cores, as the pipeline's ``train`` rule runs it
   (on CPU: one single-threaded worker process per core, each training its share of the members as one wide
   network, stacked with vmap or in a loop, as ``vectorize: auto`` decides; on CUDA: one process);
+- ``inprocess``: the block job without worker processes: one process with all cores as torch threads
+  (``vectorize: auto``, ``workers=1``; CPU only, on CUDA that is ``block``): what the worker pool is measured
+  against (column ``blk/inproc``);
 - ``sequential``: the same N members one after another in one process with all cores as torch threads
   (``vectorize: never``, ``workers=1``);
 - ``processes``: N one-member jobs, as many single-threaded processes as cores taking them in turn (what a
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
           f"epochs, median of {args.rounds} alternating rounds; examples/s over all members")
     print(f"{'model':14s} {'block ex/s':>11s} {'seq ex/s':>10s} {'proc ex/s':>10s} {'GF/s blk':>9s} "
           f"{'GF/s proc':>9s} {'%peak blk':>9s} {'startup s':>9s} {'blk/seq':>8s} {'blk/proc':>8s} "
-          f"{'per round':>11s}", flush=True)
+          f"{'per round':>11s} {'blk/inproc':>10s}", flush=True)
     mlp_speedups = []
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp_name, ctx.Pool(args.cores, initializer=_grid_init) as pool:
@@ -293,14 +296,16 @@ def main(argv: list[str] | None = None) -> None:
                                      args.cores, 1)
             # epochs of about --seconds each, guessing that workers / processes use every core fully
             parallel = args.cores if device.type == "cpu" else 1
-            extra = {"block": pilot_auto / parallel, "sequential": pilot_seq, "processes": pilot_seq / parallel}
+            extra = {"block": pilot_auto / parallel, "inprocess": pilot_auto, "sequential": pilot_seq,
+                     "processes": pilot_seq / parallel}
             extra = {k: max(1, round(args.seconds / v)) for k, v in extra.items()}
-            rates: dict[str, list[float]] = {"block": [], "sequential": [], "processes": []}
+            rates: dict[str, list[float]] = {"block": [], "inprocess": [], "sequential": [], "processes": []}
             startups = []
             for r in range(args.rounds):
                 modes = list(rates)
-                for mode in modes[r % 3:] + modes[:r % 3]:  # each mode goes first in turn (order effects)
-                    if mode == "processes" and device.type != "cpu":
+                first = r % len(modes)
+                for mode in modes[first:] + modes[:first]:  # each mode goes first in turn (order effects)
+                    if mode in ("processes", "inprocess") and device.type != "cpu":
                         continue
                     times = []
                     for epochs in (1, 1 + extra[mode]):
@@ -308,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
                         if mode == "block":
                             spec = spec_for(name, arch, seeds, epochs, "auto", device.type)
                             times.append(timed_train(spec, data, work, args.cores, None))
+                        elif mode == "inprocess":
+                            spec = spec_for(name, arch, seeds, epochs, "auto", device.type)
+                            times.append(timed_train(spec, data, work, args.cores, 1))
                         elif mode == "sequential":
                             spec = spec_for(name, arch, seeds, epochs, "never", device.type)
                             times.append(timed_train(spec, data, work, args.cores, 1))
@@ -328,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:14s} {rate['block']:11.0f} {rate['sequential']:10.0f} {rate['processes']:10.0f} "
                   f"{gflops['block']:9.1f} {gflops['processes']:9.1f} {100 * gflops['block'] / peak:8.1f}% "
                   f"{median_finite(startups):9.1f} {speedup:8.2f} {rate['block'] / rate['processes']:8.2f} "
-                  f"{spread(rates['block'], rates['processes']):>11s}",
+                  f"{spread(rates['block'], rates['processes']):>11s} {rate['block'] / rate['inprocess']:10.2f}",
                   flush=True)
     # nan when no MLP was measured or one MLP's rate could not be measured
     worst = min(mlp_speedups) if mlp_speedups and all(map(math.isfinite, mlp_speedups)) else float("nan")

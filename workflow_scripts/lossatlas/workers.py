@@ -8,6 +8,9 @@ state and finished records in work_dir, so resume and the assembled checkpoints.
 process trained what.
 """
 
+# Kept next to Snakemake's own scheduling because it measured several times faster than the block in one process
+# with all cores as threads (benchmarks/ensemble_training.py, column blk/inproc; blk/proc: one job per member).
+
 from __future__ import annotations
 
 import json

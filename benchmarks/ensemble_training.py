@@ -9,6 +9,9 @@ each mode being ``lossatlas.training.train_run`` on the same synthetic data of t
 - ``block``: one job training seeds 0..N-1, ``threads`` = all cores, as the pipeline's ``train`` rule runs it
   (on CPU: one single-threaded worker process per core, each training its share of the members as one wide
   network, stacked with vmap or in a loop, as ``vectorize: auto`` decides; on CUDA: one process);
+- ``inprocess``: the block job without worker processes: one process with all cores as torch threads
+  (``vectorize: auto``, ``workers=1``; CPU only, on CUDA that is ``block``): what the worker pool is measured
+  against (column ``blk/inproc``);
 - ``sequential``: the same N members one after another in one process with all cores as torch threads
   (``vectorize: never``, ``workers=1``);
 - ``processes``: N one-member jobs, as many single-threaded processes as cores taking them in turn (what a
@@ -28,6 +31,11 @@ MLPs measured.
 
     .venv/bin/python benchmarks/ensemble_training.py              # default models, N = 32
     .venv/bin/python benchmarks/ensemble_training.py --models uni_mlp256 uni_cnn --members 32 --seconds 3
+
+``--compare`` instead times, side by side in one process, the engine's parts that were rewritten for speed
+against their per-tensor forms, on the first model's wide group of N members: the optimizer step (one
+multi-tensor ``_foreach`` kernel per operation vs a few kernels per parameter tensor) and evaluation's layer norms
+(one host transfer vs one per tensor). Printed: ms per call of each form and old/new.
 """
 
 from __future__ import annotations
@@ -124,7 +132,8 @@ def flops_per_example(arch_name: str, arch: dict, device) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lossatlas.training import SingleGroup, batch_loss, build_member
+    from lossatlas.optim import batch_loss
+    from lossatlas.training import SingleGroup, build_member
 
     spec = spec_for(arch_name, arch, [0], 1, "never", device.type)
     group = SingleGroup(build_member(spec, INPUT_SHAPE, CLASSES, 0, device, torch.float32), 0)
@@ -166,11 +175,81 @@ def spread(a: list[float], b: list[float]) -> str:
     return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
 
 
+def per_tensor_step(opt) -> None:
+    """The optimizer step as it was, a few kernels per parameter tensor (SGD with momentum, Adam): the baseline of
+    ``--compare``."""
+    import torch
+
+    opt.step_count += 1
+    with torch.no_grad():
+        for p, st in zip(opt.params, opt.state, strict=True):
+            g = p.grad
+            if opt.kind == "sgd":
+                if "momentum_buffer" not in st:
+                    st["momentum_buffer"] = g.clone()
+                else:
+                    st["momentum_buffer"].mul_(opt.momentum).add_(g)
+                p.add_(st["momentum_buffer"], alpha=-opt.lr)
+            else:
+                t = opt.step_count
+                if not st:
+                    st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+                st["exp_avg"].lerp_(g, 0.1)
+                st["exp_avg_sq"].mul_(0.999).addcmul_(g, g, value=0.001)
+                denom = (st["exp_avg_sq"].sqrt() / math.sqrt(1 - 0.999**t)).add_(1e-8)
+                p.addcdiv_(st["exp_avg"], denom, value=-opt.lr / (1 - 0.9**t))
+
+
+def compare(arch_name: str, arch: dict, members: int, device, rounds: int) -> None:
+    """Old vs new forms of the optimizer step and of the layer norms, alternating, median ms per call."""
+    import torch
+
+    from lossatlas import metrics as M
+    from lossatlas.models import parametrised_layers
+    from lossatlas.optim import Optimizer
+    from lossatlas.training import WideGroup, build_member
+
+    spec = spec_for(arch_name, arch, list(range(members)), 1, "always", device.type)
+    models = [build_member(spec, INPUT_SHAPE, CLASSES, s, device, torch.float32) for s in range(members)]
+    group = WideGroup(models, list(range(members)), INPUT_SHAPE)
+    for p in group.parameters():
+        p.grad = torch.randn_like(p)
+
+    def timed(fn, calls: int = 20) -> float:
+        fn()  # warm-up (and lazily created optimizer state)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / calls * 1e3
+
+    print(f"{arch_name}: {members} members as one wide group, {len(group.parameters())} parameter tensors")
+    for kind in ("sgd", "adam"):
+        old_opt, new_opt = (Optimizer(group.parameters(), kind, 1e-6, momentum=0.9) for _ in range(2))
+        old, new = [], []
+        for _ in range(rounds):
+            old.append(timed(lambda o=old_opt: per_tensor_step(o)))
+            new.append(timed(new_opt.step))
+        print(f"optimizer step {kind:4s}: per-tensor {statistics.median(old):7.3f} ms, foreach "
+              f"{statistics.median(new):7.3f} ms, old/new {statistics.median(old) / statistics.median(new):5.2f}")
+    model = models[0]
+    layers = [list(layer.parameters()) for _, layer in parametrised_layers(model)]
+    old, new = [], []
+    for _ in range(rounds):
+        old.append(timed(lambda: ([M.frobenius_norm(x) for x in layers], [M.l1_norm(x) for x in layers])))
+        new.append(timed(lambda: M.layer_norms_of(layers)))
+    print(f"layer norms (one member): one sync per tensor {statistics.median(old):7.3f} ms, one sync "
+          f"{statistics.median(new):7.3f} ms, old/new {statistics.median(old) / statistics.median(new):5.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
+    from lossatlas.devices import resolve_device
     from lossatlas.entry import tune_allocator
-    from lossatlas.training import resolve_device
 
     tune_allocator()  # the in-process modes run as a pipeline job would (lossatlas.entry.setup)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -181,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--compare", action="store_true", help="old vs new optimizer step and norms (see above)")
     args = parser.parse_args(argv)
 
     import logging
@@ -189,13 +269,17 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     torch.set_num_threads(args.cores if device.type == "cpu" else 1)
     archs = architectures()
+    if args.compare:
+        for name in args.models:
+            compare(name, archs[name], args.members, device, args.rounds)
+        return
     peak = matmul_peak_gflops(device)
     print(f"device {device}, {args.cores} cores, torch {torch.__version__}, float32 matmul peak {peak:.0f} GFLOP/s")
     print(f"N = {args.members} members, batch {BATCH}, {N_DATA} examples, marginal rate between 1 and 1 + k "
           f"epochs, median of {args.rounds} alternating rounds; examples/s over all members")
     print(f"{'model':14s} {'block ex/s':>11s} {'seq ex/s':>10s} {'proc ex/s':>10s} {'GF/s blk':>9s} "
           f"{'GF/s proc':>9s} {'%peak blk':>9s} {'startup s':>9s} {'blk/seq':>8s} {'blk/proc':>8s} "
-          f"{'per round':>11s}", flush=True)
+          f"{'per round':>11s} {'blk/inproc':>10s}", flush=True)
     mlp_speedups = []
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp_name, ctx.Pool(args.cores, initializer=_grid_init) as pool:
@@ -212,14 +296,16 @@ def main(argv: list[str] | None = None) -> None:
                                      args.cores, 1)
             # epochs of about --seconds each, guessing that workers / processes use every core fully
             parallel = args.cores if device.type == "cpu" else 1
-            extra = {"block": pilot_auto / parallel, "sequential": pilot_seq, "processes": pilot_seq / parallel}
+            extra = {"block": pilot_auto / parallel, "inprocess": pilot_auto, "sequential": pilot_seq,
+                     "processes": pilot_seq / parallel}
             extra = {k: max(1, round(args.seconds / v)) for k, v in extra.items()}
-            rates: dict[str, list[float]] = {"block": [], "sequential": [], "processes": []}
+            rates: dict[str, list[float]] = {"block": [], "inprocess": [], "sequential": [], "processes": []}
             startups = []
             for r in range(args.rounds):
                 modes = list(rates)
-                for mode in modes[r % 3:] + modes[:r % 3]:  # each mode goes first in turn (order effects)
-                    if mode == "processes" and device.type != "cpu":
+                first = r % len(modes)
+                for mode in modes[first:] + modes[:first]:  # each mode goes first in turn (order effects)
+                    if mode in ("processes", "inprocess") and device.type != "cpu":
                         continue
                     times = []
                     for epochs in (1, 1 + extra[mode]):
@@ -227,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
                         if mode == "block":
                             spec = spec_for(name, arch, seeds, epochs, "auto", device.type)
                             times.append(timed_train(spec, data, work, args.cores, None))
+                        elif mode == "inprocess":
+                            spec = spec_for(name, arch, seeds, epochs, "auto", device.type)
+                            times.append(timed_train(spec, data, work, args.cores, 1))
                         elif mode == "sequential":
                             spec = spec_for(name, arch, seeds, epochs, "never", device.type)
                             times.append(timed_train(spec, data, work, args.cores, 1))
@@ -247,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:14s} {rate['block']:11.0f} {rate['sequential']:10.0f} {rate['processes']:10.0f} "
                   f"{gflops['block']:9.1f} {gflops['processes']:9.1f} {100 * gflops['block'] / peak:8.1f}% "
                   f"{median_finite(startups):9.1f} {speedup:8.2f} {rate['block'] / rate['processes']:8.2f} "
-                  f"{spread(rates['block'], rates['processes']):>11s}",
+                  f"{spread(rates['block'], rates['processes']):>11s} {rate['block'] / rate['inprocess']:10.2f}",
                   flush=True)
     # nan when no MLP was measured or one MLP's rate could not be measured
     worst = min(mlp_speedups) if mlp_speedups and all(map(math.isfinite, mlp_speedups)) else float("nan")

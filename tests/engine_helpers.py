@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from lossatlas.datasets import write_dataset
+
+# A test parametrized over DEVICES has a CUDA variant (marker ``cuda``, what benchmarks/gpu_check.sh runs),
+# skipped where torch sees no CUDA device.
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device")])]
 
 
 def make_classification_h5(path: Path, n_train: int = 96, n_test: int = 40, classes: int = 3,

@@ -40,6 +40,7 @@ def _die() -> None:
 
 def install_fault(fault: str) -> None:
     import lossatlas.evaluation as evaluation
+    import lossatlas.resume as resume
     import lossatlas.training as training
 
     kind, pattern, n = fault.split(":")
@@ -75,6 +76,7 @@ def install_fault(fault: str) -> None:
                     _die()
 
         training.atomic_path = atomic_path
+        resume.atomic_path = atomic_path  # the work_dir files: checkpoint weights, resume states
         evaluation.atomic_path = atomic_path
     elif kind == "h5":
         writer = training.H5Writer

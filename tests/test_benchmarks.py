@@ -3,6 +3,7 @@ their docstrings promise; their numbers are not checked here (no timing assertio
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,3 +23,13 @@ def test_ensemble_training_benchmark_prints_a_row_per_model_and_the_final_speedu
     lines = proc.stdout.strip().splitlines()
     assert any(line.startswith("lp_mlp2_bn ") for line in lines), proc.stdout
     assert re.fullmatch(r"speedup_block_vs_sequential: (nan|\d+\.\d\d)", lines[-1]), lines[-1]
+
+
+def test_gpu_check_runs_in_its_dry_mode_on_cpu():
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry"], capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = proc.stdout.split("== summary (device cpu, dry)\n")[1].splitlines()
+    assert [line.split(":")[0] for line in summary] == ["cuda tests (collected)", "bytes twice, kill and resume",
+                                                        "engine benchmark", "optimizer and norms, old vs new"]
+    assert all(": ok (" in line for line in summary), summary

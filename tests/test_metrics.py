@@ -75,3 +75,12 @@ def test_weight_norms_of_a_layer_include_its_bias():
     assert M.frobenius_norm(layer.parameters()) == pytest.approx(13.0)
     assert M.l1_norm(layer.parameters()) == pytest.approx(19.0)
     assert M.norm_product([13.0, 2.0, 0.5]) == pytest.approx(13.0)
+
+
+def test_layer_norms_of_equal_the_scalar_norms_exactly():
+    g = torch.Generator().manual_seed(0)
+    layers = [[torch.randn(5, 3, generator=g), torch.randn(5, generator=g)], [torch.randn(2, 5, 3, 3, generator=g)],
+              []]
+    fro, l1 = M.layer_norms_of(layers)
+    assert fro == [M.frobenius_norm(layer) for layer in layers]
+    assert l1 == [M.l1_norm(layer) for layer in layers]

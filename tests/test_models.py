@@ -424,7 +424,7 @@ def test_architecture_schema_lists_exactly_each_models_options():
 
 def test_st_vgg_elu_and_kernel_l2_penalty():
     # The authors' st-VGG (GuyHacohen/curriculum_learning): ELU activations, Keras L2 5e-3 on every kernel.
-    from lossatlas.models import kernel_l2_penalty, kernel_weights
+    from lossatlas.wide import kernel_l2_penalty, kernel_weights
 
     torch.manual_seed(0)
     model = build_model({"model": "st_vgg", "variant": "small", "channels": [4, 4], "dense": 8,
@@ -436,7 +436,7 @@ def test_st_vgg_elu_and_kernel_l2_penalty():
     assert nn.ELU not in {type(m) for m in linear.modules()}  # the linear st-VGG stays linear
     kernels = kernel_weights(model)
     assert [tuple(w.shape) for w in kernels] == [(4, 3, 3, 3), (4, 4, 3, 3), (8, 64), (5, 8)]
-    penalty = kernel_l2_penalty(model, 5e-3)
+    penalty = kernel_l2_penalty(kernel_weights(model), 5e-3)
     expected = 5e-3 * sum(float((w.detach() ** 2).sum()) for w in kernels)
     assert float(penalty) == pytest.approx(expected, rel=1e-6)
     penalty.backward()

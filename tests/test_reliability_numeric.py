@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from lossatlas.evaluation import evaluate_run, load_checkpoint_model
-from lossatlas.training import probe_learning_rates, train_run
+from lossatlas.lr_probe import probe_learning_rates
+from lossatlas.training import train_run
 
 from .reliability_helpers import make_digits, tiny_spec
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lossatlas import devices, lr_probe, optim
 from lossatlas import training as T
 from tests.engine_helpers import make_classification_h5, make_regression_h5, make_spec
 
@@ -68,25 +69,25 @@ def test_member_groups_split_a_stacked_block_into_one_chunk_per_worker():
 
 def test_learning_rate_schedules():
     opt = {"schedule": {"kind": "step", "every": 2, "factor": 10}}
-    assert [T.learning_rate(opt, 1.0, e) for e in range(5)] == [1.0, 1.0, 0.1, 0.1, pytest.approx(0.01)]
+    assert [optim.learning_rate(opt, 1.0, e) for e in range(5)] == [1.0, 1.0, 0.1, 0.1, pytest.approx(0.01)]
     opt = {"schedule": {"kind": "multistep", "milestones": [1, 3], "factor": 2}}
-    assert [T.learning_rate(opt, 1.0, e) for e in range(4)] == [1.0, 0.5, 0.5, 0.25]
-    assert T.learning_rate({}, 0.3, 7) == 0.3
+    assert [optim.learning_rate(opt, 1.0, e) for e in range(4)] == [1.0, 0.5, 0.5, 0.25]
+    assert optim.learning_rate({}, 0.3, 7) == 0.3
 
 
 def test_mse_softmax_loss_sums_over_classes():
     z = torch.tensor([[[math.log(2.0), 0.0, 0.0]]], dtype=torch.float64)  # p = (0.5, 0.25, 0.25)
     y = torch.tensor([[0]])
-    assert T.batch_loss("mse_softmax", z, y, 3).item() == pytest.approx(0.375)
-    assert T.batch_loss("ce", z, y, 3).item() == pytest.approx(math.log(2.0))
+    assert optim.batch_loss("mse_softmax", z, y, 3).item() == pytest.approx(0.375)
+    assert optim.batch_loss("ce", z, y, 3).item() == pytest.approx(math.log(2.0))
     # mse_raw against one-hot on raw outputs: (ln2 - 1)² + 0 + 0
-    assert T.batch_loss("mse_raw", z, y, 3).item() == pytest.approx((math.log(2.0) - 1) ** 2)
+    assert optim.batch_loss("mse_raw", z, y, 3).item() == pytest.approx((math.log(2.0) - 1) ** 2)
 
 
 def test_derive_seed_is_stable_and_distinct():
-    assert T.derive_seed(3, "init") == T.derive_seed(3, "init")
-    assert T.derive_seed(3, "init") != T.derive_seed(3, "data")
-    assert 0 <= T.derive_seed(0, "x") < 2**63
+    assert devices.derive_seed(3, "init") == devices.derive_seed(3, "init")
+    assert devices.derive_seed(3, "init") != devices.derive_seed(3, "data")
+    assert 0 <= devices.derive_seed(0, "x") < 2**63
 
 
 # ------------------------------------------------------------------------------------------- training runs
@@ -169,6 +170,13 @@ def test_pretrain_phase_then_main(tmp_path, blobs):
         assert f["checkpoints/step"][:].tolist() == [0, 6, 12]  # main phase only
         w0 = f["weights/1.weight"][0, 0]
     assert not np.allclose(w0, weights(plain)["1.weight"][0, 0])  # epoch 0 = after pretraining
+    # pretrain.batch_size (Liao et al.'s code pretrains at another batch size than it fine-tunes): only the
+    # pretraining phase's batches change; the main phase keeps the recipe's steps
+    spec = make_spec(seeds=[0], epochs=2, pretrain={"dataset": "other", "epochs": 3, "batch_size": 48})
+    T.train_run(spec, blobs, tmp_path / "q.h5", tmp_path / "qw", pretrain_path=other)
+    with h5py.File(tmp_path / "q.h5") as f:
+        assert f["checkpoints/step"][:].tolist() == [0, 6, 12]
+        assert not np.allclose(f["weights/1.weight"][0, 0], w0)
 
 
 def test_probe_lr_file_and_adam_adadelta(tmp_path, blobs):
@@ -227,7 +235,7 @@ def test_uint8_images_are_standardised(tmp_path):
 
 
 def test_probe_learning_rates(tmp_path, blobs):
-    results = T.probe_learning_rates(make_spec(seeds=[0], loss="mse_raw", architecture={
+    results = lr_probe.probe_learning_rates(make_spec(seeds=[0], loss="mse_raw", architecture={
         "name": "fc", "model": "mlp", "hidden": [16]}, optimizer={"name": "sgd", "lr": "probe"}),
         blobs, [0.01, 1e4, 0.1], epochs=2)
     assert [r["lr"] for r in results] == [1e4, 0.1, 0.01]
@@ -246,7 +254,7 @@ def test_optimizers_match_torch_optim(kind, kwargs, torch_cls):
     gen = torch.Generator().manual_seed(0)
     start = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     ours, ref = start.clone().requires_grad_(), start.clone().requires_grad_()
-    opt_ours, opt_ref = T.Optimizer([ours], kind, 0.1, **kwargs), torch_cls([ref], 0.1)
+    opt_ours, opt_ref = optim.Optimizer([ours], kind, 0.1, **kwargs), torch_cls([ref], 0.1)
     for i in range(5):
         target = torch.randn(5, 3, generator=gen, dtype=torch.float64)
         for p, opt in ((ours, opt_ours), (ref, opt_ref)):
@@ -262,3 +270,32 @@ def test_allocator_tuning_applies_on_glibc():
     from lossatlas.entry import tune_allocator
 
     assert tune_allocator() is True
+
+
+@pytest.mark.parametrize("vectorize", ["always", "never"])
+def test_kernel_l2_trains_each_member_as_alone_and_changes_the_weights(tmp_path, blobs, vectorize):
+    # Keras L2 on the kernels (optimizer kernel_l2): wide, vmap and loop all add 2·c·w to every kernel's gradient,
+    # member by member, so a block's member still equals the seed alone; and it does act on the weights.
+    l2 = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "kernel_l2": 0.05}
+    block = train(tmp_path, blobs, "block", seeds=[0, 1], vectorize=vectorize, optimizer=l2)
+    alone = train(tmp_path, blobs, "alone", seeds=[1], vectorize="never", optimizer=l2)
+    plain = train(tmp_path, blobs, "plain", seeds=[1], vectorize="never")
+    wb, wa, wp = weights(block), weights(alone), weights(plain)
+    assert max(float(np.abs(wb[k][1] - wa[k][0]).max()) for k in wb) < BLOCK_VS_ALONE_TOL
+    final = -1
+    assert np.linalg.norm(wa["1.weight"][0, final]) < np.linalg.norm(wp["1.weight"][0, final])
+
+
+def test_kernel_l2_covers_the_kernels_of_every_stacking():
+    from lossatlas.wide import kernel_weights
+
+    arch = {"name": "m", "model": "mlp", "hidden": [8], "batchnorm": True}
+    spec = {"architecture": arch, "dropout": False, "init": {"scheme": "default"}}
+    models = [T.build_member(spec, (4,), 3, s, torch.device("cpu"), torch.float64) for s in (0, 1)]
+    names = {n for n, p in models[0].named_parameters() if any(p is w for w in kernel_weights(models[0]))}
+    assert names == {"1.weight", "4.weight"}  # the Linear layers; not the biases, not BatchNorm
+    stacked = T.StackedGroup(models, [0, 1])
+    assert stacked.kernel_names == ["1.weight", "4.weight"]
+    assert [tuple(w.shape) for w in stacked.kernel_weights()] == [(2, 8, 4), (2, 3, 8)]
+    assert len(T.WideGroup(models, [0, 1], (4,)).kernel_weights()) == 2
+    assert len(T.SingleGroup(models[0], 0).kernel_weights()) == 2

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from lossatlas.training import train_run
-from tests.engine_helpers import make_classification_h5, make_spec
+from tests.engine_helpers import DEVICES, make_classification_h5, make_spec
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
@@ -82,9 +82,10 @@ def data(tmp_path_factory):
     return make_classification_h5(tmp_path_factory.mktemp("data") / "big.h5", n_train=800, n_test=10)
 
 
-def test_sigkill_then_rerun_equals_uninterrupted(tmp_path, data):
+@pytest.mark.parametrize("device", DEVICES)
+def test_sigkill_then_rerun_equals_uninterrupted(tmp_path, data, device):
     # Two members one after another (loop), so the kill lands inside some member's run.
-    spec = make_spec(seeds=[0, 1], epochs=8, batch_size=8, vectorize="never",
+    spec = make_spec(seeds=[0, 1], epochs=8, batch_size=8, vectorize="never", device=device,
                      checkpoints={"every": 1, "within_epochs": 2, "per_epoch": 3})
     ref, out, work = reference(spec, data, tmp_path), tmp_path / "out.h5", tmp_path / "work"
 
@@ -101,9 +102,10 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path, data):
     assert_same(ref, out)
 
 
-def test_sigterm_saves_state_exits_nonzero_and_resumes(tmp_path, data):
+@pytest.mark.parametrize("device", DEVICES)
+def test_sigterm_saves_state_exits_nonzero_and_resumes(tmp_path, data, device):
     # stacked, with dropout: each member's mask generator is part of the saved state
-    spec = make_spec(seeds=[0, 1, 2], epochs=8, batch_size=8, vectorize="always", dtype="float32",
+    spec = make_spec(seeds=[0, 1, 2], epochs=8, batch_size=8, vectorize="always", dtype="float32", device=device,
                      architecture={"name": "mlp16d", "model": "mlp", "hidden": [16], "batchnorm": True,
                                    "dropout_p": 0.3})
     ref, out, work = reference(spec, data, tmp_path), tmp_path / "out.h5", tmp_path / "work"
@@ -197,7 +199,7 @@ def running(pid: int) -> bool:
 
 
 def test_a_failed_worker_is_named_and_the_others_are_stopped():
-    from lossatlas.training import wait_for_workers
+    from lossatlas.workers import wait_for_workers
 
     failing = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
     # (SIG_DFL explicitly: a test runner's process may ignore SIGTERM, and children inherit that)

@@ -104,7 +104,7 @@ def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
         return [{"lr": lr, "diverged": lr > 0.1, "final_loss": 1.0 if lr <= 0.1 else float("nan")}
                 for lr in candidates]
 
-    monkeypatch.setitem(sys.modules, "lossatlas.training", types.SimpleNamespace(probe_learning_rates=fake_probe))
+    monkeypatch.setitem(sys.modules, "lossatlas.lr_probe", types.SimpleNamespace(probe_learning_rates=fake_probe))
     spec = {"optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [0.5, 0.25, 0.125, 0.0625]},
             "dataset": "digits"}
     out = tmp_path / "probe.json"
@@ -116,7 +116,7 @@ def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
 
 
 def test_lr_probe_needs_candidates(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "lossatlas.training", types.SimpleNamespace(probe_learning_rates=None))
+    monkeypatch.setitem(sys.modules, "lossatlas.lr_probe", types.SimpleNamespace(probe_learning_rates=None))
     with pytest.raises(ValueError, match="lr_candidates"):
         uni.lr_probe({"optimizer": {"name": "sgd", "lr": "probe"}}, "x.h5", str(tmp_path / "p.json"), 2, 0)
 

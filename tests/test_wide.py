@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from lossatlas import optim, wide
 from lossatlas import training as T
-from lossatlas import wide
 from lossatlas.models import MODELS
 
 torch.set_num_threads(1)
@@ -59,11 +59,11 @@ def members(arch: dict, seeds: list[int], dtype=torch.float64) -> list[nn.Module
 
 def train_steps(group, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
     """SGD with momentum on ``batches`` ((G, B, *input shape) inputs, (G, B) labels); the per-step losses."""
-    optimizer = T.make_optimizer(group.parameters(), {"name": "sgd", "lr": 0.1, "momentum": 0.9}, 0.1)
+    optimizer = optim.make_optimizer(group.parameters(), {"name": "sgd", "lr": 0.1, "momentum": 0.9}, 0.1)
     group.train()
     losses = []
     for x, y in batches:
-        loss = T.batch_loss("ce", group.forward(x), y, 3)
+        loss = optim.batch_loss("ce", group.forward(x), y, 3)
         optimizer.zero_grad()
         loss.sum().backward()
         optimizer.step()
@@ -137,11 +137,11 @@ def test_unsupported_layers_are_named_and_train_otherwise():
 
 
 def test_kernel_l2_penalty_of_a_wide_group_is_the_members_sum():
-    from lossatlas.models import kernel_l2_penalty
+    from lossatlas.wide import kernel_l2_penalty, kernel_weights
 
     group = members(ARCHS["st_vgg_elu"], [0, 1, 2])
     wide_group = wide.widen(group)
     with torch.no_grad():
-        alone = sum(float(kernel_l2_penalty(m, 5e-3)) for m in group)
-        assert float(kernel_l2_penalty(wide_group, 5e-3)) == pytest.approx(alone, rel=1e-12)
+        alone = sum(float(kernel_l2_penalty(kernel_weights(m), 5e-3)) for m in group)
+        assert float(kernel_l2_penalty(kernel_weights(wide_group), 5e-3)) == pytest.approx(alone, rel=1e-12)
     assert any(isinstance(m, nn.ELU) for m in wide_group.modules())

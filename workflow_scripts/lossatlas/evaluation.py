@@ -45,8 +45,9 @@ import torch
 from torch import nn
 
 from lossatlas import metrics as M
-from lossatlas.io import atomic_path
-from lossatlas.training import H5Writer, channels_last, resolve_device, to_device_data, torch_dtype
+from lossatlas.devices import configure_numerics, resolve_device, to_device_data, torch_dtype
+from lossatlas.io import H5Writer, atomic_path
+from lossatlas.models import channels_last
 
 log = logging.getLogger("lossatlas.evaluation")
 
@@ -104,9 +105,8 @@ def layer_norms(model: nn.Module) -> tuple[list[str], np.ndarray, np.ndarray]:
 
     layers = parametrised_layers(model)
     names = [name for name, _ in layers]
-    fro = np.array([M.frobenius_norm(layer.parameters()) for _, layer in layers])
-    l1 = np.array([M.l1_norm(layer.parameters()) for _, layer in layers])
-    return names, fro, l1
+    fro, l1 = M.layer_norms_of([list(layer.parameters()) for _, layer in layers])
+    return names, np.array(fro), np.array(l1)
 
 
 def _per_example(model: nn.Module, data: Any, batch_size: int, classification: bool, lp: list,
@@ -153,6 +153,7 @@ def evaluate_run(spec: dict, checkpoints_path: str | os.PathLike, dataset_path: 
             raise ValueError(f"{checkpoints_path} was trained on dataset hash {attrs['dataset_hash']}, but "
                              f"{dataset_path} has {ds.attrs.get('content_hash')}: retrain or rebuild the data")
         train_spec = json.loads(attrs["spec"])
+        configure_numerics(device, bool(train_spec.get("tf32", False)))
         classification = attrs["task"] == "classification"
         num_classes = int(attrs["num_classes"])
         members = ck["members"][:]

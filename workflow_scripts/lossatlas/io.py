@@ -1,4 +1,4 @@
-"""Atomic outputs: a failed job never leaves a file that looks finished."""
+"""Atomic outputs (a failed job never leaves a file that looks finished) and reproducible HDF5 writing."""
 
 from __future__ import annotations
 
@@ -51,3 +51,28 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
+
+
+class H5Writer:
+    """Creates datasets (and their parent groups) without modification times, so that equal content gives
+    equal bytes (h5py records times on groups by default)."""
+
+    def __init__(self, f: Any):
+        self.f = f
+
+    def group(self, path: str) -> Any:
+        import h5py
+
+        node = self.f
+        for part in [p for p in path.split("/") if p]:
+            if part not in node:
+                gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+                gcpl.set_obj_track_times(False)
+                h5py.h5g.create(node.id, part.encode(), gcpl=gcpl)
+            node = node[part]
+        return node
+
+    def __call__(self, path: str, data: Any, **kwargs: Any) -> Any:
+        parent, _, name = path.rpartition("/")
+        return self.group(parent).create_dataset(name, data=data, track_times=False, **kwargs)
+

@@ -10,7 +10,7 @@ All functions take a batch: ``logits``/``probs`` (n, K), ``labels`` (n,) int64, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -99,6 +99,24 @@ def frobenius_norm(tensors: Iterable[torch.Tensor]) -> float:
 def l1_norm(tensors: Iterable[torch.Tensor]) -> float:
     """‖W‖_1 = Σ_ij |w_ij|, entry-wise, over a layer's weight and bias (normalized_loss_linear.txt Fig. 13)."""
     return sum(float(t.detach().double().abs().sum()) for t in tensors)
+
+
+def layer_norms_of(layers: Sequence[Iterable[torch.Tensor]]) -> tuple[list[float], list[float]]:
+    """(Frobenius, L1) norms of each layer's parameters, exactly as ``frobenius_norm`` and ``l1_norm`` compute
+    them, with the per-tensor sums reduced on the tensors' device and read back in one transfer (one host sync
+    per network instead of one per tensor)."""
+    tensors = [[t.detach().double() for t in layer] for layer in layers]
+    flat = [t for layer in tensors for t in layer]
+    if not flat:
+        return [0.0] * len(tensors), [0.0] * len(tensors)
+    sums = torch.stack([torch.stack([t.pow(2).sum() for t in flat]), torch.stack([t.abs().sum() for t in flat])])
+    squares, absolutes = sums.cpu().tolist()
+    fro, l1, i = [], [], 0
+    for layer in tensors:
+        fro.append(math.sqrt(sum(squares[i:i + len(layer)])))  # Python sums in order, as the scalar forms do
+        l1.append(sum(absolutes[i:i + len(layer)]))
+        i += len(layer)
+    return fro, l1
 
 
 def norm_product(norms: Iterable[float]) -> float:

@@ -1,5 +1,5 @@
 """A training worker process: ``python -m lossatlas.train_worker <job.json>``, started by
-``lossatlas.training.train_run`` to train its share of a block's groups (see ``training.train_worker``).
+``lossatlas.training.train_run`` (through ``lossatlas.workers``) to train its share of a block's groups.
 
 Exit status: 0 when its groups are done, 143 after SIGTERM once their state is saved, 1 on an error (logged).
 It ends itself when its parent dies (a SIGKILLed job must not leave workers writing into the work_dir that a
@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -24,6 +25,32 @@ def _exit_with_parent(parent_pid: int, poll_s: float = 0.2) -> None:
         os._exit(137)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def train_worker(job: dict) -> None:
+    """This worker's share of ``train_run``: the groups it claims first, in the job's work_dir."""
+    import torch
+
+    from lossatlas.training import BlockTrainer, load_phases, run_key
+    from lossatlas.workers import claim
+
+    log = logging.getLogger("lossatlas.training")
+    device = torch.device("cpu")
+    spec, lr = job["spec"], float(job["lr"])
+    phases, ds, num_classes, outputs = load_phases(spec, job["dataset_path"], job["pretrain_path"], device)
+    trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, lr, device, Path(job["work_dir"]),
+                           run_key(spec, ds, lr), workers=int(job["workers"]))
+    if trainer.key != job["key"]:
+        raise RuntimeError(f"{job['dataset_path']}: the dataset changed while the training job was running")
+
+    def claimed() -> Iterator[int]:
+        for gi in range(len(trainer.groups)):
+            if claim(Path(job["claims_dir"]), gi, job["worker"]):
+                log.info("worker %d: group %d, seeds %s", job["worker"], gi,
+                         [trainer.seeds[m] for m in trainer.groups[gi]])
+                yield gi
+
+    trainer.train_groups(claimed())
 
 
 def main(argv: list[str]) -> int:
@@ -40,8 +67,6 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(int(job["threads"]))
     torch.set_num_interop_threads(1)
-    from lossatlas.training import train_worker
-
     try:
         train_worker(job)
     except Exception:

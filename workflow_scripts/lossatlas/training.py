@@ -29,21 +29,18 @@ chunk of the members per worker process. On CPU a job holding T cores (``train_r
 min(T, groups) single-threaded worker processes (``python -m lossatlas.train_worker``), each claiming the next
 untrained group whenever it is free: one process with T threads trains small models far slower than T
 processes of one thread each (per-op thread synchronisation dominates; benchmarks/ensemble_training.py). On
-CUDA, or with T = 1, everything runs in the job's process. A member's arithmetic is the same in any grouping
-(measured: byte-identical in float64 and float32 on this CPU), so the result does not depend on T beyond what T
-does to torch's own kernels.
+CUDA, or with T = 1, everything runs in the job's process (``workers`` > 1 on CUDA is an error); on CUDA a
+stacked block is split into as few groups as keep each within half the GPU's memory
+(``members_per_cuda_group``). A member's arithmetic is the same in any grouping (measured: byte-identical in
+float64 and float32 on this CPU), so the result does not depend on T beyond what T does to torch's own kernels.
 
 Data. The whole dataset lives as one tensor on the device; a batch is ``x[perm[k*B:(k+1)*B]]``. uint8 images
 become float in [0, 1] and are standardised per channel with the dataset's ``channel_mean``/``channel_std``.
 Every batch is full except the last of an epoch (size n mod B), which is dropped only when it would hold a single
 example (BatchNorm cannot normalise one example).
 
-Losses (mean over the batch): ``ce``; ``mse_softmax`` = Σ_k (softmax_k − onehot_k)² summed over classes
-(universality_patterns.txt §2; not torch's MSELoss, which also divides by K); ``mse_raw`` = Σ_k (z_k − t_k)² on
-raw outputs, t = one-hot for classification or the regression target (embedding_principle.txt App. B; no ½).
-Optimizers ``sgd`` (momentum, weight_decay), ``adam``, ``adadelta`` (torch defaults otherwise); learning-rate
-schedule per epoch: ``constant``; ``step`` = lr / factor^floor(e / every); ``multistep`` = lr / factor^(number
-of milestones <= e). ``lr: probe`` reads ``{"lr": value}`` from ``lr_path``.
+Losses, optimizers and learning-rate schedules: ``lossatlas.optim``. ``lr: probe`` reads ``{"lr": value}`` from
+``lr_path`` (written by ``lossatlas.lr_probe``).
 
 Phases. With ``pretrain: {dataset, epochs}`` the members first train on the pretrain dataset (normalized_loss_
 linear.txt: corrupted labels), then on the recipe's dataset. Choice: the optimizer state (momentum, Adam moments)
@@ -61,21 +58,23 @@ while pretraining), stops, and its later checkpoints are invalid. Invalid checkp
 integer buffers): nothing looks like data.
 The job succeeds; ``status/*`` and ``checkpoints/valid`` say what happened.
 
-Resume. Each group's training state (weights, optimizer, RNG, position, loss accumulators, its members' status)
-is saved atomically to ``work_dir/state_g<group>.pt`` at epoch ends and checkpoints once
-``LOSSATLAS_STATE_EVERY_S`` seconds (default 60) have passed since the last save, and on SIGTERM (SLURM time
-limit / preemption; the job passes it on to its workers), after which the job exits with status 143 so a retry
-resumes. A finished group leaves ``work_dir/done_g<group>.pt`` (its status) and is not trained again.
-Checkpoint weights go to ``work_dir/ckpt/`` as they are taken. ``work_dir/key`` (hash of the spec, the dataset
-hashes, the learning rate and the grouping) must match, or the whole work_dir is discarded. A failed worker
-stops the others (they save their state) and the job fails naming it; workers end when their job is killed.
+Resume (files: ``lossatlas.resume``). Each group's training state (weights, optimizer, RNG, position, loss
+accumulators, its members' status) is saved atomically to ``work_dir/state_g<group>.pt`` at epoch ends and
+checkpoints once ``LOSSATLAS_STATE_EVERY_S`` seconds (default 60) have passed since the last save, and on
+SIGTERM (SLURM time limit / preemption; the job passes it on to its workers), after which the job exits with
+status 143 so a retry resumes. A finished group leaves ``work_dir/done_g<group>.pt`` (its status) and is not
+trained again. Checkpoint weights go to ``work_dir/ckpt/`` as they are taken. ``work_dir/key`` (hash of the spec,
+the dataset hashes, the learning rate, the grouping, the device type with its numerics settings and the torch
+version) must match, or the whole work_dir is discarded. A failed worker stops the others (they save their
+state) and the job fails naming it; workers end when their job is killed (``lossatlas.workers``).
 After ``checkpoints.h5`` is written (atomically, in a fixed order, so an interrupted-and-resumed run gives the
 same file as an uninterrupted one), ``work_dir`` is removed.
 
 ``checkpoints.h5`` (M members, C checkpoints, E epochs):
 - root attrs: ``spec`` (JSON), ``schema_version``, ``task``, ``num_classes`` (0 for regression), ``num_outputs``
   (model outputs: K, or the regression target width), ``input_shape`` (JSON), ``dataset_hash``, ``lr`` (the rate
-  used), ``vectorized`` (bool), ``stacking`` (wide | vmap | loop), ``workers``, ``torch_version``;
+  used), ``vectorized`` (bool), ``stacking`` (wide | vmap | loop), ``workers``, ``torch_version``, ``numerics``
+  (JSON: the device's determinism and TF32 settings, ``lossatlas.devices.configure_numerics``);
 - ``members`` (M,) int64 seeds;
 - ``checkpoints/epoch`` (C,) float64, ``checkpoints/step`` (C,) int64, ``checkpoints/examples_seen`` (C,) int64,
   ``checkpoints/valid`` (M, C) bool;
@@ -88,15 +87,13 @@ same file as an uninterrupted one), ``work_dir`` is removed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import math
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,49 +102,39 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lossatlas.io import atomic_path, read_json
-from lossatlas.wide import from_wide_output, member_view, to_wide, unsupported_layers, widen
+from lossatlas.devices import (
+    DeviceData,
+    configure_numerics,
+    derive_seed,
+    num_outputs,
+    resolve_device,
+    to_device_data,
+    torch_dtype,
+)
+from lossatlas.dropout import MemberMasks, use_member_dropout
+from lossatlas.io import H5Writer, atomic_path, read_json
+from lossatlas.models import build_model, channels_last, has_convolution, initialize, nondeterministic_on_cuda
+from lossatlas.optim import LOSSES, Optimizer, batch_loss, learning_rate, make_optimizer
+from lossatlas.resume import STATE_EVERY_S_ENV, Position, Preempted, Sigterm, WorkDir, rng_state, set_rng_state
+from lossatlas.wide import (
+    from_wide_output,
+    kernel_l2_penalty,
+    kernel_weights,
+    member_view,
+    to_wide,
+    unsupported_layers,
+    widen,
+)
+from lossatlas.workers import run_workers
 
 log = logging.getLogger("lossatlas.training")
 
 SCHEMA_VERSION = 1
-STATE_EVERY_S_ENV = "LOSSATLAS_STATE_EVERY_S"
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
-LOSSES = ("ce", "mse_softmax", "mse_raw")
 
 
-class Preempted(SystemExit):
-    """Raised after SIGTERM once the training state is saved; exits non-zero so a retry resumes."""
-
-    def __init__(self) -> None:
-        super().__init__(PREEMPTED_EXIT_CODE)
-
-
-# ----------------------------------------------------------------------------------------------- small helpers
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed that is a pure function of ``parts`` (e.g. (seed, "init")), stable across runs and machines."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was configured but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    try:
-        return {"float32": torch.float32, "float64": torch.float64}[name]
-    except KeyError:
-        raise ValueError(f"dtype must be float32 or float64, got {name!r}") from None
+# ------------------------------------------------------------------------------------------------- schedule
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -185,164 +172,12 @@ def checkpoint_steps(schedule: dict | None, steps_per_epoch: int, epochs: int) -
     return sorted(s for s in steps if 0 <= s <= total)
 
 
-def learning_rate(optimizer: dict, base_lr: float, epoch: int) -> float:
-    """The rate for (0-based) ``epoch`` under the optimizer's schedule (see the module docstring)."""
-    sched = optimizer.get("schedule") or {"kind": "constant"}
-    kind = sched.get("kind", "constant")
-    if kind == "constant":
-        return base_lr
-    factor = float(sched.get("factor", 10.0))
-    if kind == "step":
-        if "every" not in sched:
-            raise ValueError("optimizer.schedule: kind step needs 'every'")
-        return base_lr / factor ** (epoch // int(sched["every"]))
-    if kind == "multistep":
-        return base_lr / factor ** sum(1 for m in sched.get("milestones", []) if m <= epoch)
-    raise ValueError(f"optimizer.schedule.kind: unknown {kind!r}")
-
-
-class Optimizer:
-    """SGD (momentum), Adam and AdaDelta with exactly torch.optim's update rules (defaults: Adam betas (0.9, 0.999),
-    eps 1e-8; AdaDelta rho 0.9, eps 1e-6; L2 weight decay added to the gradient), as plain elementwise tensor
-    code: torch.optim's first use imports torch._dynamo, which costs seconds of start-up in every training job.
-    Elementwise updates are what make one optimizer over stacked members equal one optimizer per member."""
-
-    def __init__(self, params: Sequence[torch.Tensor], kind: str, lr: float, momentum: float = 0.0,
-                 weight_decay: float = 0.0):
-        if kind not in ("sgd", "adam", "adadelta"):
-            raise ValueError(f"optimizer.name: unknown optimizer {kind!r} (sgd | adam | adadelta)")
-        self.params = list(params)
-        self.kind, self.lr, self.momentum, self.weight_decay = kind, float(lr), float(momentum), float(weight_decay)
-        self.step_count = 0
-        self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.step_count += 1
-        t = self.step_count
-        for p, st in zip(self.params, self.state, strict=True):
-            if p.grad is None:
-                continue
-            g = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
-            if self.kind == "sgd":
-                if self.momentum != 0:
-                    if "momentum_buffer" not in st:
-                        st["momentum_buffer"] = g.detach().clone()
-                    else:
-                        st["momentum_buffer"].mul_(self.momentum).add_(g)
-                    g = st["momentum_buffer"]
-                p.add_(g, alpha=-self.lr)
-            elif self.kind == "adam":
-                beta1, beta2, eps = 0.9, 0.999, 1e-8
-                if not st:
-                    st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-                st["exp_avg"].lerp_(g, 1 - beta1)
-                st["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-                denom = (st["exp_avg_sq"].sqrt() / math.sqrt(bias2)).add_(eps)
-                p.addcdiv_(st["exp_avg"], denom, value=-self.lr / bias1)
-            else:  # adadelta
-                rho, eps = 0.9, 1e-6
-                if not st:
-                    st["square_avg"], st["acc_delta"] = torch.zeros_like(p), torch.zeros_like(p)
-                st["square_avg"].mul_(rho).addcmul_(g, g, value=1 - rho)
-                std = st["square_avg"].add(eps).sqrt_()
-                delta = st["acc_delta"].add(eps).sqrt_().div_(std).mul_(g)
-                st["acc_delta"].mul_(rho).addcmul_(delta, delta, value=1 - rho)
-                p.add_(delta, alpha=-self.lr)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step_count, "lr": self.lr, "state": [dict(st) for st in self.state]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step_count, self.lr = int(state["step"]), float(state["lr"])
-        self.state = [dict(st) for st in state["state"]]
-
-
-def make_optimizer(params: Sequence[torch.Tensor], optimizer: dict, lr: float) -> Optimizer:
-    return Optimizer(params, optimizer["name"], lr, momentum=float(optimizer.get("momentum", 0.0) or 0.0),
-                     weight_decay=float(optimizer.get("weight_decay", 0.0) or 0.0))
-
-
-def batch_loss(loss: str, outputs: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-member training loss: ``outputs`` (G, b, K), ``targets`` (G, b) labels or (G, b[, d]) regression
-    targets; returns (G,), each the mean over the member's batch (formulas in the module docstring)."""
-    g, b, k = outputs.shape
-    if loss == "ce":
-        per = F.cross_entropy(outputs.reshape(g * b, k), targets.reshape(g * b), reduction="none").view(g, b)
-    elif loss == "mse_softmax":
-        onehot = F.one_hot(targets, k).to(outputs.dtype)
-        per = (torch.softmax(outputs, dim=-1) - onehot).pow(2).sum(-1)
-    elif loss == "mse_raw":
-        target = (F.one_hot(targets, k).to(outputs.dtype) if num_classes > 0
-                  else targets.to(outputs.dtype).reshape(g, b, k))
-        per = (outputs - target).pow(2).sum(-1)
-    else:
-        raise ValueError(f"loss: unknown {loss!r}; known: {LOSSES}")
-    return per.mean(dim=1)
-
-
-# ------------------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class DeviceData:
-    """One split on the device, with the batch transform (uint8 → [0,1] → per-channel standardisation)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    dtype: torch.dtype
-    mean: torch.Tensor | None = None
-    std: torch.Tensor | None = None
-
-    @property
-    def n(self) -> int:
-        return int(self.x.shape[0])
-
-    def inputs(self, index: torch.Tensor) -> torch.Tensor:
-        xb = self.x[index].to(self.dtype)
-        if self.mean is not None:
-            xb = (xb / 255.0 - self.mean) / self.std
-        return xb
-
-
-def to_device_data(x: np.ndarray, y: np.ndarray, attrs: dict, device: torch.device,
-                   dtype: torch.dtype) -> DeviceData:
-    """Place a split on ``device``; uint8 images keep their bytes there and are converted per batch."""
-    mean = std = None
-    if x.dtype == np.uint8:
-        if "channel_mean" not in attrs or "channel_std" not in attrs:
-            raise ValueError(f"dataset {attrs.get('name')!r}: uint8 images without channel_mean/channel_std attrs")
-        shape = (-1,) + (1,) * (x.ndim - 2)
-        mean = torch.tensor(attrs["channel_mean"], dtype=dtype, device=device).view(shape)
-        std = torch.tensor(attrs["channel_std"], dtype=dtype, device=device).view(shape)
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
-    else:
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
-    yt = torch.from_numpy(np.ascontiguousarray(y))
-    yt = yt.to(device=device, dtype=torch.int64 if yt.dtype == torch.int64 else dtype)
-    return DeviceData(xt, yt, dtype, mean, std)
-
-
-def num_outputs(task: str, num_classes: int, y: np.ndarray) -> int:
-    """Model output width: K for classification, the target width for regression."""
-    if task == "regression":
-        return 1 if y.ndim == 1 else int(y.shape[1])
-    return int(num_classes)
-
-
 # ---------------------------------------------------------------------------------------------------- members
 
 
 def build_member(spec: dict, input_shape: Sequence[int], outputs: int, seed: int, device: torch.device,
                  dtype: torch.dtype) -> nn.Module:
     """One member's network at initialisation: a pure function of the spec and the seed."""
-    from lossatlas.models import build_model, initialize
-
     arch = dict(spec["architecture"])
     model = build_model(arch, tuple(input_shape), outputs, dropout=bool(spec.get("dropout", True)))
     model = model.to(dtype)
@@ -356,10 +191,6 @@ def has_unstackable_dropout(model: nn.Module) -> bool:
     would come from a shared RNG, so a stacked member would not equal the seed alone."""
     return any(isinstance(m, nn.modules.dropout._DropoutNd) and type(m) is not nn.Dropout and m.p > 0
                for m in model.modules())
-
-
-def has_convolution(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
 def choose_stacking(mode: str, model: nn.Module, members: int, device: torch.device) -> str:
@@ -379,6 +210,29 @@ def choose_stacking(mode: str, model: nn.Module, members: int, device: torch.dev
     return "vmap" if device.type == "cuda" or not has_convolution(model) else "loop"
 
 
+def members_per_cuda_group(model: nn.Module, input_shape: Sequence[int], batch_size: int, budget_bytes: int) -> int:
+    """How many members one stacked group may hold within ``budget_bytes`` of GPU memory: a member needs its
+    weights, gradient and up to two optimizer buffers (4 × its parameter bytes) and its activations (2 × the
+    outputs of its layers for one batch, measured by a forward pass on the meta device: kept for backward, and
+    their gradients)."""
+    meta = copy.deepcopy(model).to("meta").eval()
+    activations = 0
+
+    def count(_module: nn.Module, _args: tuple, out: Any) -> None:
+        nonlocal activations
+        if isinstance(out, torch.Tensor):
+            activations += out.numel() * out.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in meta.modules() if not list(m.children())]
+    first = next(model.parameters())
+    with torch.no_grad():
+        meta(torch.empty((batch_size, *input_shape), device="meta", dtype=first.dtype))
+    for h in hooks:
+        h.remove()
+    member = 4 * sum(p.numel() * p.element_size() for p in model.parameters()) + 2 * activations
+    return max(1, int(budget_bytes // member))
+
+
 def member_groups(members: int, vectorized: bool, workers: int) -> list[list[int]]:
     """The block's groups (the unit one process trains at a time): stacked, ``workers`` contiguous chunks of
     near-equal size (one per worker process); otherwise one group per member."""
@@ -386,104 +240,6 @@ def member_groups(members: int, vectorized: bool, workers: int) -> list[list[int
         return [[m] for m in range(members)]
     return [c.tolist() for c in np.array_split(np.arange(members), max(1, min(workers, members)))]
 
-
-def channels_last(model: nn.Module) -> bool:
-    """Whether to run ``model`` in channels_last memory format: convolutional nets (about 1.3× faster training
-    on CPU here, and the layout cuDNN prefers). Values equal the default layout up to float summation order."""
-    return has_convolution(model)
-
-
-class MemberDropout(nn.Module):
-    """Element-wise dropout whose mask is set from outside (``mask``: 0 or 1/(1 − p) per element, drawn by
-    ``MemberMasks`` from the member's own generator), so a member gets the same masks alone or stacked."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = float(p)
-        self.mask: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        if self.mask is None:
-            raise RuntimeError("MemberDropout in training mode needs its mask (set by the training group)")
-        return x * self.mask
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-def use_member_dropout(model: nn.Module) -> dict[str, MemberDropout]:
-    """Replace every active ``nn.Dropout`` of ``model`` (in place, same names) by a ``MemberDropout``."""
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if type(child) is nn.Dropout and child.p > 0:
-                setattr(module, child_name, MemberDropout(child.p))
-    return {name: m for name, m in model.named_modules() if isinstance(m, MemberDropout)}
-
-
-class MemberMasks:
-    """The dropout masks of a group's members, each member with its own generator seeded from (seed, "dropout").
-
-    Every step draws, per member, one flat Bernoulli(1 − p) vector covering the input of every dropout layer (in
-    ``named_modules`` order; shapes found once per input shape by a forward pass on the meta device), scaled by
-    1/(1 − p) as torch's dropout does. A member's masks so depend only on its seed and the step, not on the other
-    members of its group: stacked and alone it is the same network."""
-
-    def __init__(self, model: nn.Module, seeds: Sequence[int], device: torch.device, dtype: torch.dtype):
-        import copy
-
-        self.template: nn.Module | None = None
-        self.dropouts: dict[str, MemberDropout] = {}
-        if any(type(m) is nn.Dropout and m.p > 0 for m in model.modules()):  # else no copy to make
-            self.template = copy.deepcopy(model).to("meta")
-            self.dropouts = use_member_dropout(self.template)
-            self.template.eval()  # dropout off: the pass only records shapes
-        self.generators = [torch.Generator(device=device).manual_seed(derive_seed(int(s), "dropout"))
-                           for s in seeds]
-        self.device, self.dtype = device, dtype
-        self._layouts: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, list]] = {}
-
-    def _layout(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list]:
-        if input_shape not in self._layouts:
-            shapes: dict[str, tuple[int, ...]] = {}
-
-            def record(name: str):
-                def hook(_module: nn.Module, args: tuple) -> None:  # returns None: the inputs stay as they are
-                    shapes[name] = tuple(args[0].shape)
-                return hook
-
-            hooks = [m.register_forward_pre_hook(record(name)) for name, m in self.dropouts.items()]
-            assert self.template is not None  # draw() returns early without dropout
-            with torch.no_grad():
-                self.template(torch.empty(input_shape, device="meta", dtype=self.dtype))
-            for h in hooks:
-                h.remove()
-            keep, scale, entries, offset = [], [], [], 0
-            for name, m in self.dropouts.items():
-                n = math.prod(shapes[name])
-                keep.append(torch.full((n,), 1.0 - m.p, dtype=self.dtype))
-                scale.append(torch.full((n,), 1.0 / (1.0 - m.p), dtype=self.dtype))
-                entries.append((name, offset, n, shapes[name]))
-                offset += n
-            self._layouts[input_shape] = (torch.cat(keep).to(self.device), torch.cat(scale).to(self.device),
-                                          entries)
-        return self._layouts[input_shape]
-
-    def draw(self, input_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
-        """Masks for one step of inputs of ``input_shape`` (one member's batch): name → (members, *shape)."""
-        if not self.dropouts:
-            return {}
-        keep, scale, entries = self._layout(tuple(input_shape))
-        flat = torch.stack([torch.bernoulli(keep, generator=g) for g in self.generators]) * scale
-        return {name: flat[:, o:o + n].reshape(len(self.generators), *shape) for name, o, n, shape in entries}
-
-    def get_state(self) -> list[torch.Tensor]:
-        return [g.get_state() for g in self.generators]
-
-    def set_state(self, states: list[torch.Tensor]) -> None:
-        for g, state in zip(self.generators, states, strict=True):
-            g.set_state(state.cpu() if self.device.type == "cpu" else state)
 
 
 class SingleGroup:
@@ -499,6 +255,9 @@ class SingleGroup:
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.model.parameters())
+
+    def kernel_weights(self) -> list[torch.Tensor]:
+        return kernel_weights(self.model)
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         x = xb[0]
@@ -535,6 +294,8 @@ class StackedGroup:
         first = next(models[0].parameters())
         self.masks = MemberMasks(models[0], seeds, first.device, first.dtype)
         self.base = copy.deepcopy(models[0]).to("meta")
+        kernels = {id(w) for w in kernel_weights(models[0])}
+        self.kernel_names = [k for k, v in models[0].named_parameters() if id(v) in kernels]
         self.dropouts = use_member_dropout(self.base)
         self.base.train()
 
@@ -548,6 +309,9 @@ class StackedGroup:
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
+
+    def kernel_weights(self) -> list[torch.Tensor]:
+        return [self.params[k] for k in self.kernel_names]
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         masks = self.masks.draw(tuple(xb.shape[1:])) if self.base.training else {}
@@ -587,6 +351,9 @@ class WideGroup:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.model.parameters())
 
+    def kernel_weights(self) -> list[torch.Tensor]:
+        return kernel_weights(self.model)
+
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         masks = self.masks.draw(tuple(xb.shape[1:])) if self.model.training else {}
         for name, m in self.dropouts.items():
@@ -606,30 +373,6 @@ class WideGroup:
                 member_view(self.tensors[k], self.size, self.shapes[k]).copy_(v)
 
 
-class H5Writer:
-    """Creates datasets (and their parent groups) without modification times, so that equal content gives
-    equal bytes (h5py records times on groups by default)."""
-
-    def __init__(self, f: Any):
-        self.f = f
-
-    def group(self, path: str) -> Any:
-        import h5py
-
-        node = self.f
-        for part in [p for p in path.split("/") if p]:
-            if part not in node:
-                gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-                gcpl.set_obj_track_times(False)
-                h5py.h5g.create(node.id, part.encode(), gcpl=gcpl)
-            node = node[part]
-        return node
-
-    def __call__(self, path: str, data: Any, **kwargs: Any) -> Any:
-        parent, _, name = path.rpartition("/")
-        return self.group(parent).create_dataset(name, data=data, track_times=False, **kwargs)
-
-
 # ------------------------------------------------------------------------------------------------- the loop
 
 
@@ -638,6 +381,7 @@ class Phase:
     name: str  # "pretrain" | "main"
     data: DeviceData
     epochs: int
+    batch_size: int
 
 
 @dataclass
@@ -674,38 +418,6 @@ class BlockStatus:
             getattr(self, k)[rows] = values[k]
 
 
-class _Sigterm:
-    """Turns SIGTERM into a flag the loop checks after every step (so the state saved is consistent)."""
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _Sigterm:
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread (e.g. some test runners): no handler, nothing to restore
-            self._previous = None
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        log.warning("SIGTERM received: saving the training state, then exiting %d", PREEMPTED_EXIT_CODE)
-        self.received = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-@dataclass
-class Position:
-    group: int = 0
-    phase: int = 0
-    epoch: int = 0
-    step_in_epoch: int = 0
-    step: int = 0  # main-phase global step
-    next_checkpoint: int = 0
-
 
 class BlockTrainer:
     """Trains the members of one block group by group; see the module docstring for the semantics."""
@@ -731,16 +443,26 @@ class BlockTrainer:
         main = phases[-1]
         self.spe = steps_per_epoch(main.data.n, self.batch_size)
         self.ckpt_steps = checkpoint_steps(spec.get("checkpoints"), self.spe, main.epochs)
-        self.work_dir = work_dir
         pre_epochs = phases[0].epochs if len(phases) > 1 else 0
         self.status = BlockStatus(len(self.seeds), main.epochs, pre_epochs, len(self.ckpt_steps))
         probe = build_member(spec, self.input_shape, outputs, self.seeds[0], device, self.dtype)
+        # before the first CUDA kernel runs (cuBLAS reads its workspace setting when it starts)
+        self.numerics = configure_numerics(device, bool(spec.get("tf32", False)), nondeterministic_on_cuda(probe))
         self.stacking = choose_stacking(spec.get("vectorize", "auto"), probe, len(self.seeds), device)
         self.vectorized = self.stacking != "loop"
-        self.groups = member_groups(len(self.seeds), self.vectorized, workers)
+        chunks = workers
+        if device.type == "cuda" and self.vectorized:
+            # half the GPU's memory per stacked group: the rest is the data, the allocator's cache and headroom
+            budget = torch.cuda.get_device_properties(device).total_memory // 2
+            per_group = members_per_cuda_group(probe, self.input_shape, self.batch_size, budget)
+            chunks = max(workers, math.ceil(len(self.seeds) / per_group))
+        self.groups = member_groups(len(self.seeds), self.vectorized, chunks)
         self.workers = max(1, min(workers, len(self.groups)))
-        # the grouping changes float summation (stacked chunks), so a state of another grouping is not resumed
-        self.key = hashlib.sha256(json.dumps([key, self.groups, self.stacking]).encode()).hexdigest()
+        # the grouping (stacked chunks), the device, its settings and torch's kernels change the arithmetic: a
+        # state saved under other ones is not resumed
+        self.key = hashlib.sha256(json.dumps([key, self.groups, self.stacking, self.numerics, torch.__version__],
+                                             sort_keys=True).encode()).hexdigest()
+        self.files = None if work_dir is None else WorkDir(work_dir, self.key, device)
         self.state_every_s = float(os.environ.get(STATE_EVERY_S_ENV, "60"))
 
     # -- checkpoint table
@@ -752,85 +474,33 @@ class BlockTrainer:
         examples = epochs_done * per_epoch + np.minimum(within * b, per_epoch)
         return {"epoch": steps / spe, "step": steps, "examples_seen": examples.astype(np.int64)}
 
-    # -- files in work_dir
-    def _ckpt_path(self, group: int, index: int) -> Path:
-        assert self.work_dir is not None
-        return self.work_dir / "ckpt" / f"g{group:05d}_c{index:06d}.pt"
-
-    def _state_path(self, group: int) -> Path:
-        assert self.work_dir is not None
-        return self.work_dir / f"state_g{group:05d}.pt"
-
-    def _done_path(self, group: int) -> Path:
-        assert self.work_dir is not None
-        return self.work_dir / f"done_g{group:05d}.pt"
-
+    # -- files in work_dir (none for a run in memory)
     def _save_state(self, pos: Position, group: Any, optimizer: Optimizer, acc: dict) -> None:
         """Save the resume state of group ``pos.group``."""
-        if self.work_dir is None:
+        if self.files is None:
             return
         rows = np.asarray(self.groups[pos.group])
-        payload = {
-            "key": self.key, "position": pos.__dict__.copy(), "weights": group.state(),
-            "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "dropout_rng": group.masks.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "acc": acc, "status": self.status.rows(rows),
-        }
-        with atomic_path(self._state_path(pos.group)) as tmp:
-            torch.save(payload, tmp)
+        opt = optimizer.state_dict()
+        meta = {"position": pos.__dict__.copy(), "step": opt["step"], "lr": opt["lr"], "count": acc["count"]}
+        status = {k: torch.from_numpy(v) for k, v in self.status.rows(rows).items()}
+        self.files.save_state(pos.group, meta, {
+            "weights": {k: v.detach().cpu() for k, v in group.state().items()}, "optimizer": opt["state"],
+            "rng": rng_state(self.device, group.masks), "acc_sum": acc["sum"].cpu(), "status": status})
         self._last_save = time.monotonic()
-
-    def _load_state(self, group: int) -> dict | None:
-        if self.work_dir is None:
-            return None
-        return self._read(self._state_path(group), "resume state")
-
-    def _save_done(self, group: int) -> None:
-        """Record a finished group (its status rows); its resume state is no longer needed."""
-        if self.work_dir is None:
-            return
-        payload = {"key": self.key, "status": self.status.rows(np.asarray(self.groups[group]))}
-        with atomic_path(self._done_path(group)) as tmp:
-            torch.save(payload, tmp)
-        self._state_path(group).unlink(missing_ok=True)
 
     def _load_done(self, group: int) -> bool:
         """Fill ``status`` from the group's finished record; False if it has none."""
-        if self.work_dir is None:
+        status = None if self.files is None else self.files.load_done(group)
+        if status is None:
             return False
-        payload = self._read(self._done_path(group), "finished-group record")
-        if payload is None:
-            return False
-        self.status.set_rows(np.asarray(self.groups[group]), payload["status"])
+        self.status.set_rows(np.asarray(self.groups[group]), {k: v.numpy() for k, v in status.items()})
         return True
-
-    def _read(self, path: Path, what: str) -> dict | None:
-        if not path.exists():
-            return None
-        try:
-            payload = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a damaged file (disk error, partial copy) must not block every retry
-            log.warning("discarding an unreadable %s %s (%s: %s)", what, path, type(exc).__name__, exc)
-            return None
-        if not isinstance(payload, dict) or payload.get("key") != self.key:
-            log.info("discarding a %s of a different spec/dataset: %s", what, path)
-            return None
-        return payload
 
     # -- training
     def open_work_dir(self) -> None:
-        """Start or resume: keep ``work_dir`` only if it belongs to this spec, data, rate and grouping (its
-        ``key`` file); anything else there is from another run and is removed."""
-        if self.work_dir is None:
-            return
-        key_file = self.work_dir / "key"
-        if self.work_dir.exists() and (not key_file.is_file() or key_file.read_text() != self.key):
-            log.info("discarding a resume state of a different spec/dataset in %s", self.work_dir)
-            shutil.rmtree(self.work_dir)
-        (self.work_dir / "ckpt").mkdir(parents=True, exist_ok=True)
-        if not key_file.exists():
-            with atomic_path(key_file) as tmp:
-                tmp.write_text(self.key)
+        """Start or resume: keep the work_dir only if it belongs to this spec, data, rate and grouping."""
+        if self.files is not None:
+            self.files.open()
 
     def run(self) -> None:
         """Train every group in this process (``status`` is filled as they finish or are found finished)."""
@@ -840,25 +510,27 @@ class BlockTrainer:
     def train_groups(self, indices: Iterable[int]) -> None:
         """Train the groups ``indices`` in this process: a finished group is skipped, a started one resumes."""
         self._last_save = time.monotonic()
-        with _Sigterm() as sigterm:
+        with Sigterm() as sigterm:
             for gi in indices:
                 if self._load_done(gi):
                     log.info("resuming at the end of group %d (seeds %s): already trained", gi,
                              [self.seeds[m] for m in self.groups[gi]])
                     continue
-                state = self._load_state(gi)
+                state = None if self.files is None else self.files.load_state(gi)
                 if state is not None:
-                    log.info("resuming at %s", state["position"])
+                    log.info("resuming at %s", state[0]["position"])
                 self._train_group(gi, state, sigterm)
-                self._save_done(gi)
+                if self.files is not None:
+                    rows = self.status.rows(np.asarray(self.groups[gi]))
+                    self.files.save_done(gi, {k: torch.from_numpy(v) for k, v in rows.items()})
 
     def collect(self) -> None:
         """Read every group's finished record into ``status`` (after the groups ran in worker processes)."""
-        if self.work_dir is None:
+        if self.files is None:
             return
         for gi, members in enumerate(self.groups):
             if not self._load_done(gi):
-                raise RuntimeError(f"{self.work_dir}: the group of seeds {[self.seeds[m] for m in members]} "
+                raise RuntimeError(f"{self.files.path}: the group of seeds {[self.seeds[m] for m in members]} "
                                    "has no finished record (a worker ended without training it)")
 
     def _make_group(self, members: list[int]) -> Any:
@@ -871,7 +543,7 @@ class BlockTrainer:
             return StackedGroup(models, seeds)
         return SingleGroup(models[0], seeds[0])
 
-    def _train_group(self, gi: int, state: dict | None, sigterm: _Sigterm) -> None:
+    def _train_group(self, gi: int, state: tuple[dict, dict] | None, sigterm: Sigterm) -> None:
         members = self.groups[gi]
         group = self._make_group(members)
         group.train()
@@ -886,16 +558,15 @@ class BlockTrainer:
         active = np.ones(g, dtype=bool)
         acc = {"sum": torch.zeros(g, dtype=torch.float64, device=self.device), "count": 0}
         optimizer = make_optimizer(group.parameters(), opt_cfg, self.lr)
+        kernel_l2 = float(opt_cfg.get("kernel_l2", 0.0) or 0.0)
         if state is not None:
-            self.status.set_rows(rows, state["status"])
-            pos = Position(**state["position"])
-            group.load_state(state["weights"])
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            group.masks.set_state(state["dropout_rng"])
-            if state["cuda_rng"] is not None:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            acc = state["acc"]
+            meta, tensors = state
+            self.status.set_rows(rows, {k: v.numpy() for k, v in tensors["status"].items()})
+            pos = Position(**meta["position"])
+            group.load_state(tensors["weights"])
+            optimizer.load_state_dict({"step": meta["step"], "lr": meta["lr"], "state": tensors["optimizer"]})
+            set_rng_state(tensors["rng"], self.device, group.masks)
+            acc = {"sum": tensors["acc_sum"].to(self.device), "count": int(meta["count"])}
         active = ~(self.status.diverged[rows] | ~np.isnan(self.status.stopped_epoch[rows]))
         phase_index_start = pos.phase
         for pi in range(phase_index_start, len(self.phases)):
@@ -908,7 +579,7 @@ class BlockTrainer:
             if is_main and pos.step == 0 and pos.next_checkpoint == 0 and pos.step_in_epoch == 0 and pos.epoch == 0:
                 self._checkpoint(gi, group, rows, active, 0)
                 pos.next_checkpoint = 1
-            spe = steps_per_epoch(phase.data.n, self.batch_size)
+            spe = steps_per_epoch(phase.data.n, phase.batch_size)
             for epoch in range(pos.epoch, phase.epochs):
                 if not active.any():
                     break
@@ -918,12 +589,15 @@ class BlockTrainer:
                         derive_seed(self.seeds[m], "data", phase.name, epoch)))
                     for m in members]).to(self.device)
                 for k in range(pos.step_in_epoch, spe):
-                    index = perm[:, k * self.batch_size:(k + 1) * self.batch_size]
+                    index = perm[:, k * phase.batch_size:(k + 1) * phase.batch_size]
                     xb = phase.data.inputs(index)
                     yb = phase.data.y[index]
                     losses = batch_loss(self.loss, group.forward(xb), yb, self.num_classes)
                     optimizer.zero_grad()
-                    losses.sum().backward()
+                    objective = losses.sum()
+                    if kernel_l2:  # logged losses, stopping and checkpoints stay on the data loss
+                        objective = objective + kernel_l2_penalty(group.kernel_weights(), kernel_l2)
+                    objective.backward()
                     optimizer.step()
                     acc["sum"] += losses.detach().to(torch.float64) * index.shape[1]
                     acc["count"] += int(index.shape[1])
@@ -984,11 +658,9 @@ class BlockTrainer:
 
     def _checkpoint(self, gi: int, group: Any, rows: np.ndarray, active: np.ndarray, index: int) -> None:
         self.status.valid[rows, index] = active
-        if self.work_dir is None or not active.any():
+        if self.files is None or not active.any():
             return
-        weights = {k: v.detach().cpu().clone() for k, v in group.state().items()}
-        with atomic_path(self._ckpt_path(gi, index)) as tmp:
-            torch.save(weights, tmp)
+        self.files.save_checkpoint(gi, index, {k: v.detach().cpu().clone() for k, v in group.state().items()})
 
     def _maybe_save(self, pos: Position, group: Any, optimizer: Optimizer, acc: dict) -> None:
         if time.monotonic() - self._last_save >= self.state_every_s:
@@ -1025,7 +697,8 @@ class BlockTrainer:
                     valid = self.status.valid[rows, ci]
                     if not valid.any():
                         continue
-                    weights = torch.load(self._ckpt_path(gi, ci), map_location="cpu", weights_only=True)
+                    assert self.files is not None
+                    weights = self.files.load_checkpoint(gi, ci)
                     for key, ds in dsets.items():
                         arr = weights[key].numpy()
                         for j, r in enumerate(rows):
@@ -1066,7 +739,7 @@ def _dataset_hash(ds: Any) -> str:
     return str(ds.attrs.get("content_hash", ""))
 
 
-def _prepare(spec: dict, dataset_path: str | os.PathLike, pretrain_path: str | os.PathLike | None,
+def load_phases(spec: dict, dataset_path: str | os.PathLike, pretrain_path: str | os.PathLike | None,
              device: torch.device) -> tuple[list[Phase], Any, int, int]:
     dtype = torch_dtype(spec.get("dtype", "float32"))
     ds = _load(dataset_path)
@@ -1081,14 +754,15 @@ def _prepare(spec: dict, dataset_path: str | os.PathLike, pretrain_path: str | o
         if tuple(pre.input_shape) != tuple(ds.input_shape) or pre.num_classes != ds.num_classes:
             raise ValueError(f"pretrain dataset {pretrain_path}: input shape / classes differ from {dataset_path}")
         phases.append(Phase("pretrain", to_device_data(pre.x_train, pre.y_train, pre.attrs, device, dtype),
-                            int(spec["pretrain"]["epochs"])))
+                            int(spec["pretrain"]["epochs"]),
+                            int(spec["pretrain"].get("batch_size") or spec.get("batch_size", 64))))
         ds.attrs["_pretrain_hash"] = _dataset_hash(pre)
     phases.append(Phase("main", to_device_data(ds.x_train, ds.y_train, ds.attrs, device, dtype),
-                        int(spec.get("epochs", 10))))
+                        int(spec.get("epochs", 10)), int(spec.get("batch_size", 64))))
     return phases, ds, num_classes, outputs
 
 
-def _run_key(spec: dict, ds: Any, lr: float) -> str:
+def run_key(spec: dict, ds: Any, lr: float) -> str:
     return hashlib.sha256(json.dumps([spec, _dataset_hash(ds), ds.attrs.get("_pretrain_hash"), lr],
                                      sort_keys=True, default=str).encode()).hexdigest()
 
@@ -1105,11 +779,14 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
     """
     device = resolve_device(spec.get("device", "auto"))
     lr = _resolve_lr(spec["optimizer"], lr_path)
-    phases, ds, num_classes, outputs = _prepare(spec, dataset_path, pretrain_path, device)
     if workers is None:
         workers = int(threads) if device.type == "cpu" else 1
+    if workers > 1 and device.type != "cpu":
+        # worker processes train on CPU (one thread each); on a GPU one process keeps the device busy
+        raise ValueError(f"workers={workers}: worker processes are for CPU training; on {device} use workers=1")
+    phases, ds, num_classes, outputs = load_phases(spec, dataset_path, pretrain_path, device)
     trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, lr, device, Path(work_dir),
-                           _run_key(spec, ds, lr), workers=workers)
+                           run_key(spec, ds, lr), workers=workers)
     log.info("training %d member(s) %s on %s, %s, %d checkpoints, %d worker process(es)", len(trainer.seeds),
              {"wide": "as one wide network", "vmap": "stacked (vmap)", "loop": "one after another"}[trainer.stacking],
              device, spec.get("dtype", "float32"),
@@ -1122,7 +799,7 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
         job = {"spec": spec, "dataset_path": str(dataset_path), "lr": lr, "workers": trainer.workers,
                "pretrain_path": None if pretrain_path is None else str(pretrain_path), "key": trainer.key,
                "work_dir": str(work_dir)}
-        _train_in_workers(trainer, job, max(int(threads), trainer.workers))
+        run_workers(Path(work_dir), job, trainer.workers, max(int(threads), trainer.workers))
         trainer.collect()  # the workers' finished records
     log.info("trained in %.1f s", time.perf_counter() - t0)
     attrs = {
@@ -1130,140 +807,8 @@ def train_run(spec: dict, dataset_path: str | os.PathLike, out_path: str | os.Pa
         "task": ds.attrs.get("task", "classification"), "num_classes": num_classes, "num_outputs": outputs,
         "input_shape": json.dumps(list(ds.input_shape)), "dataset_hash": _dataset_hash(ds), "lr": lr,
         "vectorized": trainer.vectorized, "stacking": trainer.stacking, "workers": trainer.workers,
-        "torch_version": str(torch.__version__),
+        "torch_version": str(torch.__version__), "numerics": json.dumps(trainer.numerics, sort_keys=True),
     }
     trainer.write(out_path, attrs)
     shutil.rmtree(work_dir, ignore_errors=True)
 
-
-# ------------------------------------------------------------------------------------------ worker processes
-# On CPU one process with T threads trains small models far below the speed of T single-threaded processes
-# (per-op thread synchronisation dominates), so a block job runs T workers, each training its share of the
-# groups with one thread; the groups write their own state and finished records in work_dir, so resume and
-# the assembled checkpoints.h5 do not depend on which process trained what.
-
-
-def _train_in_workers(trainer: BlockTrainer, job: dict, threads: int) -> None:
-    """Start the worker processes (``python -m lossatlas.train_worker``), wait for them, and raise as they end.
-    Workers claim groups as they become free (a claim file per group and launch), so a slower worker does not
-    leave the others idle at the end."""
-    assert trainer.work_dir is not None
-    w_count = trainer.workers
-    claims = trainer.work_dir / "claims" / f"{os.getpid()}_{time.time_ns()}"
-    claims.mkdir(parents=True)
-    log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    library = str(Path(__file__).resolve().parents[1])
-    procs, labels = [], []
-    try:
-        for w in range(w_count):
-            worker_threads = threads // w_count + (1 if w < threads % w_count else 0)
-            args_path = trainer.work_dir / f"worker{w}.json"
-            with atomic_path(args_path) as tmp:
-                tmp.write_text(json.dumps({**job, "worker": w, "claims_dir": str(claims), "threads": worker_threads,
-                                           "log_files": log_files, "parent_pid": os.getpid(),
-                                           "log_level": logging.getLogger().getEffectiveLevel()}))
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([library, os.environ.get("PYTHONPATH", "")]),
-                   "OMP_NUM_THREADS": str(worker_threads), "MKL_NUM_THREADS": str(worker_threads)}
-            procs.append(subprocess.Popen([sys.executable, "-m", "lossatlas.train_worker", str(args_path)],
-                                          env=env))
-            labels.append(f"worker {w} (pid {procs[-1].pid})")
-    except BaseException:
-        for p in procs:
-            p.kill()
-        raise
-    wait_for_workers(procs, labels)
-
-
-def wait_for_workers(procs: Sequence[subprocess.Popen], labels: Sequence[str], poll_s: float = 0.1) -> None:
-    """Wait until every worker has ended. SIGTERM to this process is passed on to the workers (each saves its
-    state); when one fails the others are sent SIGTERM too, so they save theirs and a retry resumes. Raises
-    RuntimeError naming the failed workers, else ``Preempted`` if any was stopped by SIGTERM."""
-    stopped = False
-    with _Sigterm() as sigterm:
-        while [p.poll() for p in procs].count(None):  # poll every worker (any() would stop at the first)
-            failed = any(p.returncode not in (None, 0, PREEMPTED_EXIT_CODE, -signal.SIGTERM) for p in procs)
-            if (sigterm.received or failed) and not stopped:
-                for p in procs:
-                    if p.poll() is None:
-                        p.send_signal(signal.SIGTERM)
-                stopped = True
-            time.sleep(poll_s)
-    codes = [p.returncode for p in procs]
-    failures = [f"{label} exited with status {code}" for label, code in zip(labels, codes, strict=True)
-                if code not in (0, PREEMPTED_EXIT_CODE, -signal.SIGTERM)]
-    if failures:
-        raise RuntimeError("training worker process(es) failed: " + "; ".join(failures)
-                           + " (the error is logged above; a negative status is the signal that killed it)")
-    if any(code != 0 for code in codes):
-        raise Preempted()
-
-
-def train_worker(job: dict) -> None:
-    """One worker process's share of ``train_run``: the groups it claims first, in the job's work_dir."""
-    device = torch.device("cpu")
-    spec = job["spec"]
-    phases, ds, num_classes, outputs = _prepare(spec, job["dataset_path"], job["pretrain_path"], device)
-    trainer = BlockTrainer(spec, phases, ds.input_shape, outputs, num_classes, float(job["lr"]), device,
-                           Path(job["work_dir"]), _run_key(spec, ds, float(job["lr"])), workers=int(job["workers"]))
-    if trainer.key != job["key"]:
-        raise RuntimeError(f"{job['dataset_path']}: the dataset changed while the training job was running")
-    claims = Path(job["claims_dir"])
-
-    def claimed() -> Iterable[int]:
-        for gi in range(len(trainer.groups)):
-            try:
-                fd = os.open(claims / f"g{gi:05d}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:  # another worker has it
-                continue
-            os.write(fd, str(job["worker"]).encode())
-            os.close(fd)
-            log.info("worker %d: group %d, seeds %s", job["worker"], gi, [trainer.seeds[m] for m in trainer.groups[gi]])
-            yield gi
-
-    trainer.train_groups(claimed())
-
-
-def probe_learning_rates(spec: dict, dataset_path: str | os.PathLike, candidates: Sequence[float], epochs: int,
-                         blowup_factor: float = 2.0) -> list[dict]:
-    """Train the spec's members in memory for ``epochs`` epochs at each candidate rate (largest first).
-
-    Returns one ``{"lr", "diverged", "final_loss"}`` per candidate. A candidate diverged when, for some member,
-    the loss becomes NaN/inf or an epoch-mean training loss exceeds ``blowup_factor`` × the member's initial loss
-    (its loss on its first minibatch before any update). ``final_loss`` = the members' mean of the last epoch's
-    mean training loss (NaN if diverged). A pretrain phase is skipped (the probe is about the main data).
-    """
-    device = resolve_device(spec.get("device", "auto"))
-    probe_spec = {**spec, "pretrain": None, "epochs": int(epochs), "checkpoints": {"every": int(epochs)},
-                  "stop_at_train_loss": None}
-    phases, ds, num_classes, outputs = _prepare(probe_spec, dataset_path, None, device)
-    results = []
-    for lr in sorted((float(c) for c in candidates), reverse=True):
-        initial = _initial_losses(probe_spec, phases[-1], ds.input_shape, outputs, num_classes, device)
-        trainer = BlockTrainer({**probe_spec, "optimizer": {**spec["optimizer"], "lr": lr}}, phases,
-                               ds.input_shape, outputs, num_classes, lr, device, None, "")
-        trainer.run()
-        losses = trainer.status.train_loss
-        with np.errstate(invalid="ignore"):
-            blown = (losses > blowup_factor * initial[:, None]).any()
-        diverged = bool(trainer.status.diverged.any() or (~np.isfinite(losses)).any() or blown)
-        final = float("nan") if diverged else float(np.mean(losses[:, -1]))
-        results.append({"lr": lr, "diverged": diverged, "final_loss": final})
-        log.info("lr probe %g: diverged=%s final_loss=%s", lr, diverged, final)
-    return results
-
-
-def _initial_losses(spec: dict, phase: Phase, input_shape: Sequence[int], outputs: int, num_classes: int,
-                    device: torch.device) -> np.ndarray:
-    """Each member's training loss on its first minibatch at initialisation (train mode, no update)."""
-    dtype = torch_dtype(spec.get("dtype", "float32"))
-    batch = int(spec.get("batch_size", 64))
-    out = []
-    for seed in spec["seeds"]:
-        model = build_member(spec, input_shape, outputs, int(seed), device, dtype)
-        model.train()
-        perm = torch.randperm(phase.data.n, generator=torch.Generator().manual_seed(
-            derive_seed(int(seed), "data", phase.name, 0)))[:batch].to(device)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            z = model(phase.data.inputs(perm)).unsqueeze(0)
-            out.append(float(batch_loss(spec.get("loss", "ce"), z, phase.data.y[perm].unsqueeze(0), num_classes)))
-    return np.asarray(out)

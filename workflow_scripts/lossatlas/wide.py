@@ -43,19 +43,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from lossatlas.models import BasicBlock, Bottleneck
+from lossatlas.dropout import MemberDropout
+from lossatlas.models import BasicBlock, Bottleneck, GlobalAvgPool
 
 # Layers without parameters that act per channel (image layout) or per element: kept as they are.
 PASSTHROUGH = (nn.ReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-               nn.ZeroPad2d)
+               nn.ZeroPad2d, GlobalAvgPool)
 # Containers whose forward only calls their layers, F.relu and +: the same forward works on wide layers.
 CONTAINERS = (nn.Sequential, BasicBlock, Bottleneck)
 
 
 def unsupported_layers(model: nn.Module) -> list[str]:
     """Names (``type`` at ``path``) of the modules of ``model`` that ``widen`` cannot turn into a wide layer."""
-    from lossatlas.training import MemberDropout
-
     bad = []
     for name, m in model.named_modules():
         if isinstance(m, (*CONTAINERS, *PASSTHROUGH, nn.Flatten, nn.Dropout, MemberDropout)):
@@ -220,7 +219,21 @@ def to_wide(x: torch.Tensor, image: bool) -> torch.Tensor:
 
 
 def from_wide_output(out: torch.Tensor) -> torch.Tensor:
-    """The wide network's output (G, K, B) as (G, B, K), what ``training.batch_loss`` takes."""
+    """The wide network's output (G, K, B) as (G, B, K), what ``optim.batch_loss`` takes."""
     if out.dim() != 3:
         raise ValueError(f"a stacked model must end in a Linear layer (vector layout), got shape {tuple(out.shape)}")
     return out.transpose(1, 2)
+
+
+def kernel_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weights of every convolution and Linear layer of ``model``, plain or widened: what a Keras
+    ``kernel_regularizer`` acts on (biases and BatchNorm are not included)."""
+    kernel_layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, WideLinear, WideConv1d, WideConv2d)
+    return [m.weight for m in model.modules() if isinstance(m, kernel_layers)]
+
+
+def kernel_l2_penalty(weights: list[torch.Tensor], coefficient: float) -> torch.Tensor:
+    """Keras ``regularizers.l2(coefficient)``: coefficient · Σ w² over ``weights`` (added to the loss, it adds
+    2 · coefficient · w to each kernel's gradient). Over a widened or stacked group it is the sum of the members'
+    penalties, so each member's gradient is its own."""
+    return coefficient * sum(w.pow(2).sum() for w in weights)

@@ -492,7 +492,7 @@ def run_search(spec: dict, dataset_path: str, out_h5: str, out_json: str) -> dic
     import h5py
 
     from lossatlas.datasets import load_dataset
-    from lossatlas.training import resolve_device
+    from lossatlas.devices import resolve_device
 
     device = resolve_device(spec.get("device", "auto"))
     settings = FitSettings.from_config(spec["fit"])
@@ -548,7 +548,7 @@ def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
     import h5py
 
     from lossatlas.datasets import load_dataset
-    from lossatlas.training import resolve_device
+    from lossatlas.devices import resolve_device
 
     device = resolve_device(spec.get("device", "auto"))
     settings = FitSettings.from_config(spec["fit"])

@@ -67,7 +67,7 @@ def lr_probe(spec: dict, dataset_path: str, out_path: str, epochs: int, seed: in
              tolerance: float | None = None) -> dict:
     """Run the engine's short probe for every candidate of ``spec['optimizer']['lr_candidates']`` and record
     the chosen rate with the whole probe table (read by the train rule as ``lr_path``)."""
-    from lossatlas.training import probe_learning_rates
+    from lossatlas.lr_probe import probe_learning_rates
 
     optimizer = spec["optimizer"]
     candidates = optimizer.get("lr_candidates")

@@ -1,12 +1,23 @@
-"""The profiles name only rules that exist, and `--profile slurm` resolves from the repository root."""
+"""The profiles name only rules that exist, `--profile slurm` resolves from the repository root, and the SLURM
+profile builds the DAG of every shipped config (job groups that a DAG path leaves and re-enters fail here)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 
+import pytest
 import yaml
 
-from .conftest import REPO
+from .conftest import REPO, VENV_BIN
+from .slurm_plugin import dry_run_env
+
+PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+# Every rule that trains or evaluates networks (the GPU jobs); a new one belongs here and in the profile.
+GPU_RULES = {"train", "evaluate", "lr_probe", "lp_search", "lp_bn_run", "nl_postprocess", "embedding_analysis"}
+# configs/paper.yaml is the profile's own configfile: the run without --configfile covers it.
+SHIPPED_CONFIGS = ["config.yaml", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").glob("*.yaml")
+                                          if p.name != "paper.yaml")]
 
 
 def workflow_rules() -> set[str]:
@@ -16,17 +27,50 @@ def workflow_rules() -> set[str]:
     return names
 
 
+def dry_run_jobs(text: str) -> list[tuple[str, str]]:
+    """(rule, resources line) of every job a dry run lists."""
+    return re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", text, re.M)
+
+
+def profile_dry_run(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [str(VENV_BIN / "snakemake"), "-n", "--profile", "slurm", "--directory", str(tmp_path), *args]
+    return subprocess.run(cmd, cwd=REPO, env=dry_run_env(), capture_output=True, text=True)
+
+
 def test_slurm_profile_names_existing_rules():
-    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     rules = workflow_rules()
-    grouped = {entry.split("=")[0] for entry in profile["groups"]}
+    grouped = {entry.split("=")[0] for entry in PROFILE["groups"]}
     assert grouped <= rules, grouped - rules
-    assert set(profile["set-resources"]) <= rules
-    assert profile["executor"] == "slurm"
-    assert profile["set-resources"]["train"]["gres"].startswith("gpu")
+    assert set(PROFILE["set-resources"]) <= rules, set(PROFILE["set-resources"]) - rules
+    assert set(PROFILE["set-threads"]) <= rules, set(PROFILE["set-threads"]) - rules
+    assert PROFILE["executor"] == "slurm"
+
+
+def test_every_network_rule_asks_for_a_gpu():
+    gpu = {rule for rule, res in PROFILE["set-resources"].items() if str(res.get("gres", "")).startswith("gpu")}
+    assert gpu == GPU_RULES
+    assert set(PROFILE["set-threads"]) == GPU_RULES
 
 
 def test_profile_name_slurm_resolves_from_the_repository_root():
     link = REPO / "slurm"
     assert link.is_symlink() and link.resolve() == (REPO / "profiles" / "slurm").resolve()
     assert not (REPO / "profiles" / "default").exists(), "snakemake would apply a profiles/default silently"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("configfile", [None, *SHIPPED_CONFIGS], ids=lambda c: c or "profile-default")
+def test_slurm_profile_builds_the_dag_of_every_shipped_config(tmp_path, configfile):
+    args = ["all_figures"] + ([f"--configfile={configfile}"] if configfile else [])
+    proc = profile_dry_run(tmp_path, *args)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    used = re.search(r"Config file\(s\): \[PosixPath\('([^']+)'\)\]", proc.stdout + proc.stderr)
+    assert used and used.group(1) == str(REPO / (configfile or "configs/paper.yaml"))
+    jobs = dry_run_jobs(proc.stdout)
+    assert jobs, proc.stdout[-2000:]
+    for rule, resources in jobs:
+        on_gpu = "slurm_partition=gpu" in resources and "gres=gpu:1" in resources
+        assert on_gpu == (rule in GPU_RULES), (rule, resources)
+    if configfile is None:  # the profile's own study: all five papers at paper scale
+        assert len(jobs) > 1000
+        assert GPU_RULES <= {rule for rule, _ in jobs}

@@ -109,6 +109,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lossatlas.io import atomic_path, read_json
+from lossatlas.progress import Progress
 from lossatlas.wide import from_wide_output, member_view, to_wide, unsupported_layers, widen
 
 log = logging.getLogger("lossatlas.training")
@@ -909,6 +910,7 @@ class BlockTrainer:
                 self._checkpoint(gi, group, rows, active, 0)
                 pos.next_checkpoint = 1
             spe = steps_per_epoch(phase.data.n, self.batch_size)
+            progress = Progress(f"train group {gi} {phase.name}", phase.epochs, done=pos.epoch)
             for epoch in range(pos.epoch, phase.epochs):
                 if not active.any():
                     break
@@ -946,6 +948,7 @@ class BlockTrainer:
                 active = self._check_finite(group, rows, active, acc, float(epoch + 1) if is_main else 0.0,
                                             weights=checkpoint_now)
                 logged = np.where(active, mean_loss, np.nan)
+                progress.update(epoch + 1, float(np.nanmean(logged)) if active.any() else None)
                 if is_main:
                     self.status.train_loss[rows, epoch] = logged
                 else:

@@ -22,3 +22,18 @@ def test_ensemble_training_benchmark_prints_a_row_per_model_and_the_final_speedu
     lines = proc.stdout.strip().splitlines()
     assert any(line.startswith("lp_mlp2_bn ") for line in lines), proc.stdout
     assert re.fullmatch(r"speedup_block_vs_sequential: (nan|\d+\.\d\d)", lines[-1]), lines[-1]
+
+
+def test_calibrate_costs_writes_a_rate_per_architecture_under_its_device_kind(tmp_path):
+    import yaml
+
+    out = tmp_path / "rates.yaml"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "calibrate_costs.py"), "--archs", "fc1",
+                           "lp_cnn", "--steps", "1", "--batch", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = yaml.safe_load(out.read_text())
+    section = table["cuda" if "cuda" in table else "cpu"]
+    assert set(section["training_flops_per_s"]) == {"fc1", "lp_cnn"}
+    assert all(rate > 0 for rate in section["training_flops_per_s"].values())
+    assert section["batch"] == 2 and section["device"]

@@ -77,6 +77,7 @@ def test_unevaluated_study_is_done_with_checkpoints_only(tmp_path):
 def test_a_measured_rate_replaces_the_assumed_one_on_its_kind_of_device(monkeypatch):
     cfg = validate_config(base_config())
     spec = {**expand_runs(cfg)[0].spec, "device": "cpu"}
+    monkeypatch.setattr(costs, "measured_rates", lambda: {})
     assumed = run_cost(cfg, spec)
     assert assumed.rate == "assumed"
     table = {"cpu": {"device": "CPU: test", "training_flops_per_s": {spec["architecture"]["name"]: 1e6}}}

@@ -46,10 +46,13 @@ def test_slurm_profile_names_existing_rules():
     assert PROFILE["executor"] == "slurm"
 
 
-def test_every_network_rule_asks_for_a_gpu():
+def test_every_network_rule_asks_for_a_gpu_and_the_audit_counts_it():
+    from lossatlas.audit import GPU_JOB_RULES
+
     gpu = {rule for rule, res in PROFILE["set-resources"].items() if str(res.get("gres", "")).startswith("gpu")}
     assert gpu == GPU_RULES
     assert set(PROFILE["set-threads"]) == GPU_RULES
+    assert {rule for rule, _ in GPU_JOB_RULES.values()} | {"train", "evaluate"} == GPU_RULES
 
 
 def test_profile_name_slurm_resolves_from_the_repository_root():

@@ -13,20 +13,12 @@ def _figure_runs():
     return out
 
 
-# GPU job kind -> (rule, output) whose pattern tells the audit where that kind's outputs land.
-AUDIT_GPU_JOBS = {
-    "lr_probe": ("lr_probe", 0),
-    "lp_search": ("lp_search", "h5"),
-    "lp_bn_run": ("lp_bn_run", 0),
-    "nl_postprocess": ("nl_postprocess", "points"),
-    "embedding": ("embedding_analysis", "arrays"),
-}
-
-
 def _gpu_job_outputs():
     """Output pattern of each GPU job kind beyond train/evaluate whose rule exists (its study is enabled)."""
+    from lossatlas.audit import GPU_JOB_RULES
+
     out = {}
-    for kind, (rule, key) in AUDIT_GPU_JOBS.items():
+    for kind, (rule, key) in GPU_JOB_RULES.items():
         if hasattr(rules, rule):
             outputs = getattr(rules, rule).output
             out[kind] = str(outputs[key] if isinstance(key, int) else getattr(outputs, key))

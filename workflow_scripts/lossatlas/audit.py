@@ -34,6 +34,16 @@ from lossatlas.costs import (
 from lossatlas.io import atomic_path
 
 STATUSES = ("done", "trained", "interrupted", "missing")
+# The GPU jobs beyond train/evaluate: job kind -> (rule, the output whose pattern says where a job's result lands).
+# rules/functions/audit.smk reads the patterns from these rules; tests/test_profiles.py checks that these rules,
+# train and evaluate are exactly the SLURM profile's GPU rules.
+GPU_JOB_RULES = {
+    "lr_probe": ("lr_probe", 0),
+    "lp_search": ("lp_search", "h5"),
+    "lp_bn_run": ("lp_bn_run", 0),
+    "nl_postprocess": ("nl_postprocess", "points"),
+    "embedding": ("embedding_analysis", "arrays"),
+}
 
 
 def run_status(run: Run, root: Path, evaluated: bool = True) -> str:

@@ -72,7 +72,7 @@ def test_every_paper_runs_through_slurm(cluster, tmp_path: Path):
         # The test cluster has no accounting database: poll squeue instead of sacct, and poll soon.
         "--slurm-status-command", "squeue",
         "--slurm-init-seconds-before-status-checks", "1",
-        "--jobs", "4",
+        "--jobs", "6",
         # One thread per GPU job: the profile's 4 would start 4 CPU training workers each on this small machine.
         "--set-threads", *[f"{rule}=1" for rule in profile["set-threads"]],
     ]

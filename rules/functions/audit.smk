@@ -17,9 +17,10 @@ def _gpu_job_outputs():
     """Output pattern of each GPU job kind beyond train/evaluate whose rule exists (its study is enabled)."""
     from lossatlas.audit import GPU_JOB_RULES
 
+    defined = {r.name for r in workflow.rules}
     out = {}
     for kind, (rule, key) in GPU_JOB_RULES.items():
-        if hasattr(rules, rule):
+        if rule in defined:
             outputs = getattr(rules, rule).output
             out[kind] = str(outputs[key] if isinstance(key, int) else getattr(outputs, key))
     return out

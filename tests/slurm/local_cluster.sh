@@ -10,7 +10,7 @@
 set -euo pipefail
 
 BASE=${LOSSATLAS_SLURM_BASE:-/tmp/lossatlas-slurm}
-FAKE_GPUS=${LOSSATLAS_SLURM_GPUS:-2}
+FAKE_GPUS=${LOSSATLAS_SLURM_GPUS:-4}
 CONF=/etc/slurm
 HOST=$(hostname -s)
 
@@ -37,11 +37,12 @@ write_conf() {
     # RealMemory above what slurmd detects drains the node.
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -1)
     mem=$(( mem * 9 / 10 ))
-    # The real profile asks for 4 CPUs per GPU job; declare at least 8 CPUs so it schedules unchanged on a small
-    # test machine (SlurmdParameters=config_overrides lets slurmd accept more CPUs than it detects). `nproc --all`:
-    # plain nproc obeys OMP_NUM_THREADS, which the test process may have set to 1.
+    # The real profile asks for 4 CPUs per GPU job; declare at least 4 per fake GPU so it schedules unchanged on a
+    # small test machine, all GPUs busy at once (SlurmdParameters=config_overrides lets slurmd accept more CPUs than
+    # it detects; the jobs mostly wait on start-up and polling). `nproc --all`: plain nproc obeys OMP_NUM_THREADS,
+    # which the test process may have set to 1.
     cpus=$(nproc --all)
-    [ "$cpus" -ge 8 ] || cpus=8
+    [ "$cpus" -ge $(( 4 * FAKE_GPUS )) ] || cpus=$(( 4 * FAKE_GPUS ))
     # gres/gpu needs File= entries that exist; /dev/null links stand in for devices.
     for i in $(seq 0 $(( FAKE_GPUS - 1 ))); do ln -sfn /dev/null "$BASE/gpu/nvidia$i"; done
     echo "NodeName=$HOST Name=gpu File=$BASE/gpu/nvidia[0-$(( FAKE_GPUS - 1 ))]" > "$CONF/gres.conf"

@@ -72,8 +72,9 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-# squeue-based status checks need finished jobs to stay visible for a while
-MinJobAge=600
+# squeue-based status checks need finished jobs to stay visible for a while, and the test reads every job of
+# its run from squeue at the end
+MinJobAge=3600
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0

@@ -10,11 +10,10 @@ import pytest
 import yaml
 
 from .conftest import REPO, VENV_BIN
-from .slurm_plugin import dry_run_env
+from .docs_commands import distinct_checks, dry_run_args
+from .slurm_plugin import GPU_RULES, check_profile_dry_run, dry_run_env
 
 PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-# Every rule that trains or evaluates networks (the GPU jobs); a new one belongs here and in the profile.
-GPU_RULES = {"train", "evaluate", "lr_probe", "lp_search", "lp_bn_run", "nl_postprocess", "embedding_analysis"}
 # configs/paper.yaml is the profile's own configfile: `snakemake -n --profile slurm all_figures` covers it.
 SHIPPED_CONFIGS = ["config.yaml", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").glob("*.yaml")
                                           if p.name != "paper.yaml")]
@@ -25,11 +24,6 @@ def workflow_rules() -> set[str]:
     for smk in (REPO / "rules").glob("*.smk"):
         names |= set(re.findall(r"^\s*rule (\w+):", smk.read_text(), re.M))
     return names
-
-
-def dry_run_jobs(text: str) -> list[tuple[str, str]]:
-    """(rule, resources line) of every job a dry run lists."""
-    return re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", text, re.M)
 
 
 def profile_dry_run(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -61,26 +55,9 @@ def test_profile_name_slurm_resolves_from_the_repository_root():
     assert not (REPO / "profiles" / "default").exists(), "snakemake would apply a profiles/default silently"
 
 
-def check_profile_dry_run(out: str, configfile: str | None) -> None:
-    """The output of `snakemake -n --profile slurm all_figures [--configfile=X]`: the config used, and a GPU for
-    exactly the jobs of GPU_RULES; without a configfile, the paper-scale study of all five papers."""
-    used = re.search(r"Config file\(s\): \[PosixPath\('([^']+)'\)\]", out)
-    assert used and used.group(1) == str(REPO / (configfile or "configs/paper.yaml")), out[-2000:]
-    jobs = dry_run_jobs(out)
-    assert jobs, out[-2000:]
-    for rule, resources in jobs:
-        on_gpu = "slurm_partition=gpu" in resources and "gres=gpu:1" in resources
-        assert on_gpu == (rule in GPU_RULES), (rule, resources)
-    if configfile is None:
-        assert len(jobs) > 1000
-        assert GPU_RULES <= {rule for rule, _ in jobs}
-
-
 def documented_configs() -> set[str | None]:
     """Configs whose `snakemake -n --profile slurm all_figures` a documented command runs (tests/
-    test_docs_commands.py checks those with check_profile_dry_run; a DAG of the paper study costs seconds)."""
-    from .test_docs_commands import distinct_checks, dry_run_args
-
+    test_docs_commands.py checks those with check_profile_dry_run: a DAG of the paper study costs seconds)."""
     out: set[str | None] = set()
     for command in distinct_checks():
         args = dry_run_args(command)

@@ -34,9 +34,12 @@ install() {
 write_conf() {
     mkdir -p "$BASE"/{state,spool,log,run,gpu} "$CONF"
     local mem
-    # RealMemory above what slurmd detects drains the node.
+    # The profile's requests are sized for cluster nodes (a group of 4 figure jobs asks for 10 GB); the test's jobs
+    # use a fraction of that. Declare at least 64 GB so they run side by side: config_overrides (below) keeps a
+    # node with less memory than declared in service (without it, RealMemory above what slurmd detects drains it).
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -1)
     mem=$(( mem * 9 / 10 ))
+    [ "$mem" -ge 64000 ] || mem=64000
     # The real profile asks for 4 CPUs per GPU job; declare at least 4 per fake GPU so it schedules unchanged on a
     # small test machine, all GPUs busy at once (SlurmdParameters=config_overrides lets slurmd accept more CPUs than
     # it detects; the jobs mostly wait on start-up and polling). `nproc --all`: plain nproc obeys OMP_NUM_THREADS,

@@ -10,6 +10,7 @@ rule audit:
     params:
         figure_runs=_figure_runs(),
         unevaluated_studies=sorted(STUDIES_WITHOUT_EVALUATION),
+        gpu_job_outputs=_gpu_job_outputs(),
     log:
         "results/logs/audit.log",
     conda:

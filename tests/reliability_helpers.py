@@ -71,12 +71,13 @@ def _preloaded_entry(args: dict, env: dict[str, str], log_path: str) -> None:
 
 
 def run_driver(what: str, args: dict, tmp: Path, fault: str | None = None, state_every_s: float = 0.0,
-               timeout: float = 120) -> subprocess.CompletedProcess:
+               timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run train_run / evaluate_run (tests/reliability_driver.py) in a process of its own, forked from a
     server that already imported torch; ``fault`` as documented there. Returns the exit code and stderr."""
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"{what}_{time.monotonic_ns()}.log"
-    env = {"LOSSATLAS_STATE_EVERY_S": str(state_every_s), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {"LOSSATLAS_STATE_EVERY_S": str(state_every_s), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           **(env or {})}
     if fault:
         env["LOSSATLAS_TEST_FAULT"] = fault
     plain = {"what": what, **{k: str(v) if isinstance(v, Path) else v for k, v in args.items()}}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from lossatlas.audit import audit_rows, planned_checkpoints, render_audit
+from pathlib import Path
+
+import yaml
+
+from lossatlas import costs
+from lossatlas.audit import audit_rows, other_gpu_jobs, planned_checkpoints, render_audit
 from lossatlas.config import expand_runs, validate_config
 from lossatlas.costs import forward_flops, run_cost
 
@@ -69,3 +74,57 @@ def test_unevaluated_study_is_done_with_checkpoints_only(tmp_path):
     assert audit_rows(cfg, [run], tmp_path)[0]["status"] == "trained"
     row = audit_rows(cfg, [run], tmp_path, unevaluated_studies={run.study})[0]
     assert row["status"] == "done" and row["gpu_hours_left"] == 0
+
+
+def test_a_measured_rate_replaces_the_assumed_one_on_its_kind_of_device(monkeypatch):
+    cfg = validate_config(base_config())
+    spec = {**expand_runs(cfg)[0].spec, "device": "cpu"}
+    monkeypatch.setattr(costs, "measured_rates", lambda: {})
+    assumed = run_cost(cfg, spec)
+    assert assumed.rate == "assumed"
+    table = {"cpu": {"device": "CPU: test", "training_flops_per_s": {spec["architecture"]["name"]: 1e6}}}
+    monkeypatch.setattr(costs, "measured_rates", lambda: table)
+    measured = run_cost(cfg, spec)
+    assert measured.rate == "measured (CPU: test)"
+    assert measured.gpu_hours > assumed.gpu_hours  # 1 MFLOP/s is far below the assumed 9 TFLOP/s
+    assert run_cost(cfg, {**spec, "device": "cuda"}).rate == "assumed"  # CPU numbers say nothing about a GPU
+
+
+def test_other_gpu_jobs_are_counted_with_status_and_rate(tmp_path):
+    cfg = {
+        "device": "auto",
+        "datasets": {"d": {"source": "digits"}},
+        "architectures": {"a": {"model": "mlp", "hidden": [8]}},
+        "studies": {
+            "loss_patterns": {"fit": {"iterations": 10, "cells_per_update": 2, "batch_size": 4}, "eval_examples": 8,
+                              "searches": {"s1": {"architecture": "a", "dataset": "d", "grid": 4}},
+                              "bn_experiment": {"dataset": "d", "without_bn": "a", "with_bn": "a", "mask_size": 3,
+                                                "fill_probabilities": [0.5], "seeds": [0]}},
+            "embedding": {"fig01": {"epochs": 100}, "fig05": {"epochs": 100}},
+        },
+    }
+    outputs = {"lp_search": "lp/{search}.h5", "lp_bn_run": "bn/{variant}/s{seed}.h5",
+               "embedding": "emb/{experiment}.npz"}
+    (tmp_path / "lp").mkdir()
+    (tmp_path / "lp" / "s1.h5").write_text("x")
+    rows = other_gpu_jobs(cfg, [], outputs, tmp_path)
+    assert sorted((r["job"], r["name"], r["status"]) for r in rows) == [
+        ("embedding", "fig01", "missing"), ("embedding", "fig05", "missing"), ("lp_bn_run", "with_bn/s0", "missing"),
+        ("lp_bn_run", "without_bn/s0", "missing"), ("lp_search", "s1", "done")]
+    assert all(r["gpu_hours_total"] > 0 and r["rate"] == "assumed" for r in rows)
+    assert [r["gpu_hours_left"] for r in rows if r["status"] == "done"] == [0.0]
+    md = render_audit(rows, {"results/figures/loss_patterns/fig01a.png": []})
+    assert "| lp_search | 1 | 1 |" in md and "| lp_bn_run | 2 | 0 |" in md
+    assert "| results/figures/loss_patterns/fig01a.png | 0 | 0 | 0 | 3 |" in md  # its study's other jobs
+
+
+def test_committed_rates_cover_every_paper_scale_architecture_and_name_their_device():
+    from benchmarks.calibrate_costs import trained_architectures
+
+    table = yaml.safe_load(costs.RATES_PATH.read_text())
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "paper.yaml").read_text())
+    for kind, section in table.items():
+        assert kind in ("cpu", "cuda") and section["device"].lower().startswith("cpu" if kind == "cpu" else "")
+        missing = set(trained_architectures(paper)) - set(section["training_flops_per_s"])
+        assert not missing, f"rerun benchmarks/calibrate_costs.py: no {kind} rate for {sorted(missing)}"
+        assert all(rate > 0 for rate in section["training_flops_per_s"].values())

@@ -33,3 +33,18 @@ def test_gpu_check_runs_in_its_dry_mode_on_cpu():
     assert [line.split(":")[0] for line in summary] == ["cuda tests (collected)", "bytes twice, kill and resume",
                                                         "engine benchmark", "optimizer and norms, old vs new"]
     assert all(": ok (" in line for line in summary), summary
+
+
+def test_calibrate_costs_writes_a_rate_per_architecture_under_its_device_kind(tmp_path):
+    import yaml
+
+    out = tmp_path / "rates.yaml"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "calibrate_costs.py"), "--archs", "fc1",
+                           "lp_cnn", "--steps", "1", "--batch", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = yaml.safe_load(out.read_text())
+    section = table["cuda" if "cuda" in table else "cpu"]
+    assert set(section["training_flops_per_s"]) == {"fc1", "lp_cnn"}
+    assert all(rate > 0 for rate in section["training_flops_per_s"].values())
+    assert section["batch"] == 2 and section["device"]

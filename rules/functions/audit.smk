@@ -11,3 +11,16 @@ def _figure_runs():
             paper = path.split("/")[2]
             out[path] = [r.dir for r in runs_of(paper)]
     return out
+
+
+def _gpu_job_outputs():
+    """Output pattern of each GPU job kind beyond train/evaluate whose rule exists (its study is enabled)."""
+    from lossatlas.audit import GPU_JOB_RULES
+
+    defined = {r.name for r in workflow.rules}
+    out = {}
+    for kind, (rule, key) in GPU_JOB_RULES.items():
+        if rule in defined:
+            outputs = getattr(rules, rule).output
+            out[kind] = str(outputs[key] if isinstance(key, int) else getattr(outputs, key))
+    return out

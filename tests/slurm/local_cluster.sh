@@ -10,7 +10,7 @@
 set -euo pipefail
 
 BASE=${LOSSATLAS_SLURM_BASE:-/tmp/lossatlas-slurm}
-FAKE_GPUS=${LOSSATLAS_SLURM_GPUS:-2}
+FAKE_GPUS=${LOSSATLAS_SLURM_GPUS:-4}
 CONF=/etc/slurm
 HOST=$(hostname -s)
 
@@ -34,14 +34,18 @@ install() {
 write_conf() {
     mkdir -p "$BASE"/{state,spool,log,run,gpu} "$CONF"
     local mem
-    # RealMemory above what slurmd detects drains the node.
+    # The profile's requests are sized for cluster nodes (a group of 4 figure jobs asks for 10 GB); the test's jobs
+    # use a fraction of that. Declare at least 64 GB so they run side by side: config_overrides (below) keeps a
+    # node with less memory than declared in service (without it, RealMemory above what slurmd detects drains it).
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -1)
     mem=$(( mem * 9 / 10 ))
-    # The real profile asks for 4 CPUs per GPU job; declare at least 8 CPUs so it schedules unchanged on a small
-    # test machine (SlurmdParameters=config_overrides lets slurmd accept more CPUs than it detects). `nproc --all`:
-    # plain nproc obeys OMP_NUM_THREADS, which the test process may have set to 1.
+    [ "$mem" -ge 64000 ] || mem=64000
+    # The real profile asks for 4 CPUs per GPU job; declare at least 4 per fake GPU so it schedules unchanged on a
+    # small test machine, all GPUs busy at once (SlurmdParameters=config_overrides lets slurmd accept more CPUs than
+    # it detects; the jobs mostly wait on start-up and polling). `nproc --all`: plain nproc obeys OMP_NUM_THREADS,
+    # which the test process may have set to 1.
     cpus=$(nproc --all)
-    [ "$cpus" -ge 8 ] || cpus=8
+    [ "$cpus" -ge $(( 4 * FAKE_GPUS )) ] || cpus=$(( 4 * FAKE_GPUS ))
     # gres/gpu needs File= entries that exist; /dev/null links stand in for devices.
     for i in $(seq 0 $(( FAKE_GPUS - 1 ))); do ln -sfn /dev/null "$BASE/gpu/nvidia$i"; done
     echo "NodeName=$HOST Name=gpu File=$BASE/gpu/nvidia[0-$(( FAKE_GPUS - 1 ))]" > "$CONF/gres.conf"
@@ -71,8 +75,9 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-# squeue-based status checks need finished jobs to stay visible for a while
-MinJobAge=600
+# squeue-based status checks need finished jobs to stay visible for a while, and the test reads every job of
+# its run from squeue at the end
+MinJobAge=3600
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0

@@ -10,10 +10,16 @@ scaled by the pixel count).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from lossatlas.dataset_specs import resolve_spec
+
+RATES_PATH = Path(__file__).with_name("cost_rates.yaml")
 
 # Input shapes of the sources (C, H, W) or (D,); bundled sources as the datasets module stores them.
 SOURCE_SHAPES: dict[str, tuple[int, ...]] = {
@@ -63,6 +69,30 @@ class RunCost:
     gpu_hours: float
     runtime_minutes: int
     mem_mb: int
+    rate: str = "assumed"  # "measured (<device>)" or "assumed"
+
+
+@functools.cache
+def measured_rates(path: Path = RATES_PATH) -> dict:
+    """The benchmark's table: device kind -> {device, measured, training_flops_per_s: {architecture: FLOP/s}}."""
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def device_kind(config: dict, spec: dict | None = None) -> str:
+    """``cpu`` for jobs pinned to the CPU; otherwise ``cuda`` (``auto`` picks the GPU a cluster job is given)."""
+    device = (spec or {}).get("device", config.get("device", "auto"))
+    return "cpu" if device == "cpu" else "cuda"
+
+
+def training_rate(config: dict, arch_name: str | None, family: str, kind: str) -> tuple[float, str]:
+    """(training FLOP/s, where it comes from) of an architecture on a kind of device."""
+    table = measured_rates().get(kind) or {}
+    measured = (table.get("training_flops_per_s") or {}).get(arch_name)
+    if measured:
+        return float(measured), f"measured ({table.get('device', kind)})"
+    cm = config["cost_model"]  # validated: the schema's defaults are filled in
+    utilization = float(cm["utilization"].get(family, cm["default_utilization"]))
+    return float(cm["peak_tflops"]) * 1e12 * utilization, "assumed"
 
 
 def dataset_shape(config: dict, name: str) -> tuple[tuple[int, ...], int]:
@@ -104,16 +134,72 @@ def run_cost(config: dict, spec: dict) -> RunCost:
     flops = forward_flops(spec["architecture"], shape)
     epochs = int(spec["epochs"]) + int((spec.get("pretrain") or {}).get("epochs", 0))
     examples = n_train * epochs * len(spec["seeds"])
-    family = spec["architecture"]["model"]
-    utilization = float(cm["utilization"].get(family, cm["default_utilization"]))
-    peak = float(cm["peak_tflops"]) * 1e12
-    seconds = 3.0 * flops * examples / (peak * utilization) + float(cm["startup_seconds"])
+    rate, source = training_rate(config, spec["architecture"].get("name"), spec["architecture"]["model"],
+                                 device_kind(config, spec))
+    seconds = 3.0 * flops * examples / rate + float(cm["startup_seconds"])
     mem_mb = int(2000 + 4 * 4 * math.prod(shape) * n_train / 1e6)  # dataset held in memory, 4 bytes, ×4 slack
     runtime = max(10, int(math.ceil(seconds * float(cm["runtime_safety"]) / 60.0)))
-    return RunCost(gpu_hours=seconds / 3600.0, runtime_minutes=runtime, mem_mb=mem_mb)
+    return RunCost(gpu_hours=seconds / 3600.0, runtime_minutes=runtime, mem_mb=mem_mb, rate=source)
 
 
 def dataset_mem_mb(config: dict, name: str) -> int:
     """Memory to build or derive one dataset: its arrays (as float32, the worst case) three times over."""
     shape, n_train = dataset_shape(config, name)
     return int(2000 + 3 * 4 * math.prod(shape) * n_train * 1.2 / 1e6)
+
+
+def _seconds(config: dict, arch_name: str | None, arch: dict, kind: str, train_examples: float,
+             eval_examples: float, shape: tuple[int, ...]) -> tuple[float, str]:
+    """Seconds of a job that trains on ``train_examples`` and evaluates ``eval_examples`` (forward only)."""
+    rate, source = training_rate(config, arch_name, arch["model"], kind)
+    flops = forward_flops(arch, shape)
+    startup = float((config.get("cost_model", {}) or {}).get("startup_seconds", 60.0))
+    return (3.0 * flops * train_examples + flops * eval_examples) / rate + startup, source
+
+
+def lr_probe_hours(config: dict, spec: dict, candidates: int, epochs: int) -> tuple[float, str]:
+    """One probe job: every candidate rate trained for ``epochs`` epochs from one initialisation."""
+    shape, n_train = dataset_shape(config, spec["dataset"])
+    arch = spec["architecture"]
+    s, source = _seconds(config, arch.get("name"), arch, device_kind(config, spec), n_train * epochs * candidates,
+                         0.0, shape)
+    return s / 3600.0, source
+
+
+def mpo_hours(config: dict, arch_name: str, dataset: str, fit: dict, grid: int, eval_examples: int,
+              fits: int = 1) -> tuple[float, str]:
+    """A multi-point-optimisation job (loss_patterns): ``fits`` planes fitted one after another, each for
+    ``fit.iterations`` updates of 2 × cells_per_update cells (black and white) on a batch, then its grid × grid
+    landscape evaluated on eval_examples of train and test."""
+    shape, _ = dataset_shape(config, dataset)
+    arch = config["architectures"][arch_name]
+    train = float(fit.get("iterations", 10000)) * 2 * fit.get("cells_per_update", 50) * fit.get("batch_size", 512)
+    evaluate = float(grid) ** 2 * eval_examples * 2
+    s, source = _seconds(config, arch_name, arch, device_kind(config), fits * train, fits * evaluate, shape)
+    return s / 3600.0, source
+
+
+def checkpoint_eval_hours(config: dict, specs: list[dict], checkpoints: list[int]) -> tuple[float, str]:
+    """Re-evaluating every checkpoint of these runs on their train and test sets (normalized_loss
+    post-processing); the rate basis is the least measured of the runs'."""
+    seconds, sources = 0.0, set()
+    for spec, n_ckpt in zip(specs, checkpoints, strict=True):
+        shape, n_train = dataset_shape(config, spec["dataset"])
+        arch = spec["architecture"]
+        s, source = _seconds(config, arch.get("name"), arch, device_kind(config, spec), 0.0,
+                             1.2 * n_train * n_ckpt * len(spec["seeds"]), shape)  # test set: about a fifth more
+        seconds += s
+        sources.add(source)
+    return seconds / 3600.0, "assumed" if "assumed" in sources or not sources else sources.pop()
+
+
+# Seconds per full-batch epoch of the embedding experiments (float64 numpy, 2 cores): the figures' own rule
+# budgets (rules/embedding.smk), not measured by benchmarks/calibrate_costs.py.
+EMBEDDING_SECONDS_PER_EPOCH = {"fig05": 0.2}
+EMBEDDING_DEFAULT_SECONDS_PER_EPOCH = 0.02
+
+
+def embedding_hours(experiment: str, settings: dict) -> tuple[float, str]:
+    epochs = int(settings.get("epochs", 1000)) + int(settings.get("reduced_epochs", 0))
+    per = EMBEDDING_SECONDS_PER_EPOCH.get(experiment, EMBEDDING_DEFAULT_SECONDS_PER_EPOCH)
+    return epochs * per / 3600.0, "assumed"

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lossatlas.progress import Progress
+
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
@@ -314,10 +316,12 @@ def train_full_batch(net: FCN, x: np.ndarray, y: np.ndarray, optimizer: str, lr:
     m2 = [np.zeros_like(p) for p in params]
     losses, norms, snap_steps, snaps = [], [], [], []
     beta1, beta2, eps = 0.9, 0.999, 1e-8
+    progress = Progress(f"full-batch {optimizer}", steps, unit="step")
     for t in range(steps + 1):
         current = net.with_arrays(params)
         loss, grads = risk_and_gradient(current, x, y)
         losses.append(loss)
+        progress.update(t, loss=float(np.mean(loss)))
         norms.append(gradient_norm(grads, nb))
         if t % snapshot_every == 0 or t == steps:
             snap_steps.append(t)

@@ -48,6 +48,7 @@ from lossatlas import metrics as M
 from lossatlas.devices import configure_numerics, resolve_device, to_device_data, torch_dtype
 from lossatlas.io import H5Writer, atomic_path
 from lossatlas.models import channels_last
+from lossatlas.progress import Progress
 
 log = logging.getLogger("lossatlas.evaluation")
 
@@ -190,11 +191,13 @@ def evaluate_run(spec: dict, checkpoints_path: str | os.PathLike, dataset_path: 
         summaries = {s: {k: np.full((n_m, n_c), np.nan) for k in summary_names} for s in splits}
         param_bytes = sum(int(np.prod(ck["weights"][k].shape[2:])) * ck["weights"][k].dtype.itemsize
                           for k in ck["weights"])
+        progress = Progress("evaluate", n_m * n_c, unit="checkpoint")
         for m in range(n_m):
             whole = param_bytes * n_c <= _MEMBER_READ_LIMIT
             weights = {k: ck["weights"][k][m] for k in ck["weights"]} if whole else None
             rows: dict[str, dict[str, np.ndarray]] = {s: {} for s in splits}
             for c in range(n_c):
+                progress.update(m * n_c + c)
                 if not valid[m, c]:
                     continue
                 state = _state(weights, c) if whole else {

@@ -117,6 +117,7 @@ from lossatlas.dropout import MemberMasks, use_member_dropout
 from lossatlas.io import H5Writer, atomic_path, read_json
 from lossatlas.models import build_model, channels_last, has_convolution, initialize, nondeterministic_on_cuda
 from lossatlas.optim import LOSSES, Optimizer, batch_loss, learning_rate, make_optimizer
+from lossatlas.progress import Progress
 from lossatlas.resume import STATE_EVERY_S_ENV, Position, Preempted, Sigterm, WorkDir, rng_state, set_rng_state
 from lossatlas.wide import (
     from_wide_output,
@@ -580,6 +581,7 @@ class BlockTrainer:
                 self._checkpoint(gi, group, rows, active, 0)
                 pos.next_checkpoint = 1
             spe = steps_per_epoch(phase.data.n, phase.batch_size)
+            progress = Progress(f"train group {gi} {phase.name}", phase.epochs, done=pos.epoch)
             for epoch in range(pos.epoch, phase.epochs):
                 if not active.any():
                     break
@@ -620,6 +622,7 @@ class BlockTrainer:
                 active = self._check_finite(group, rows, active, acc, float(epoch + 1) if is_main else 0.0,
                                             weights=checkpoint_now)
                 logged = np.where(active, mean_loss, np.nan)
+                progress.update(epoch + 1, float(np.nanmean(logged)) if active.any() else None)
                 if is_main:
                     self.status.train_loss[rows, epoch] = logged
                 else:

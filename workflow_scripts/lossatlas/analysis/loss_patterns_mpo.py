@@ -29,6 +29,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from lossatlas.io import atomic_path, write_json
+from lossatlas.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +347,7 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
     optimizer = torch.optim.Adam([p for plane in planes for p in plane.parameters()], lr=settings.lr)
     n_train = len(y_train)
     histories = [{"iteration": [], "objective": [], "ce_black": [], "ce_white": [], "scale": []} for _ in planes]
+    progress = Progress(f"MPO fit of {len(planes)} plane(s)", settings.iterations, unit="iteration")
     for it in range(settings.iterations):
         # The drawn cells of every plane, as parallel lists: plane index, cell index, colour, colour counts.
         owner, cell, black_flag, counts = [], [], [], []
@@ -379,6 +381,7 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
             terms.sum().backward()
             ce_all[start : start + len(part)] = ce.detach()
         optimizer.step()
+        progress.update(it + 1, loss=lambda ce=ce_all: float(ce.mean()))
         if it % settings.log_every == 0 or it == settings.iterations - 1:
             owner_t, flag_t = torch.tensor(owner, device=device), torch.tensor(black_flag, device=device)
             for i, (history, plane) in enumerate(zip(histories, planes, strict=True)):

@@ -8,7 +8,7 @@ import yaml
 
 from lossatlas import costs
 from lossatlas.audit import audit_rows, other_gpu_jobs, planned_checkpoints, render_audit
-from lossatlas.config import expand_runs, validate_config
+from lossatlas.config import apply_defaults, expand_runs, validate_config
 from lossatlas.costs import forward_flops, run_cost
 
 from .test_config import base_config
@@ -107,6 +107,7 @@ def test_other_gpu_jobs_are_counted_with_status_and_rate(tmp_path):
                "embedding": "emb/{experiment}.npz"}
     (tmp_path / "lp").mkdir()
     (tmp_path / "lp" / "s1.h5").write_text("x")
+    cfg["cost_model"] = apply_defaults({})["cost_model"]  # the schema's defaults, as validation fills them
     rows = other_gpu_jobs(cfg, [], outputs, tmp_path)
     assert sorted((r["job"], r["name"], r["status"]) for r in rows) == [
         ("embedding", "fig01", "missing"), ("embedding", "fig05", "missing"), ("lp_bn_run", "with_bn/s0", "missing"),

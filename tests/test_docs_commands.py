@@ -60,6 +60,11 @@ def test_documented_command_runs(command, tmp_path):
         check_snakemake(command, tmp_path)
     elif word == "pip":
         check_pip(command)
+    elif word == "pytest":
+        # collected, not run (the selection may need a GPU): the marker exists and selects tests
+        proc = subprocess.run([str(VENV_BIN / "pytest"), *shlex.split(command)[1:], "--collect-only", "-q",
+                               "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and " collected" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
     else:
         pytest.fail(f"no check for documented command {command!r}: add one here")
 

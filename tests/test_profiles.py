@@ -52,7 +52,14 @@ def test_every_network_rule_asks_for_a_gpu_and_the_audit_counts_it():
 def test_profile_name_slurm_resolves_from_the_repository_root():
     link = REPO / "slurm"
     assert link.is_symlink() and link.resolve() == (REPO / "profiles" / "slurm").resolve()
-    assert not (REPO / "profiles" / "default").exists(), "snakemake would apply a profiles/default silently"
+
+
+
+def test_the_workflow_profile_only_sets_the_rerun_triggers():
+    # Snakemake applies profiles/default/ to every run (beside any --profile): it holds exactly the rerun triggers
+    # without the script-mtime code trigger (the rules' code fingerprints replace it), nothing else.
+    default = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert default == {"rerun-triggers": ["mtime", "params", "input", "software-env"]}
 
 
 def documented_configs() -> set[str | None]:

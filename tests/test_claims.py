@@ -140,6 +140,11 @@ def test_correlation_holds_fails_and_is_reported_when_underpowered(fixture_root)
     assert rows["up"].outcome == "holds" and rows["down_claimed"].outcome == "holds"
     assert rows["down"].outcome == "does not hold" and "n = 20" in rows["down"].reason
     assert rows["noise"].outcome == "reported" and "underpowered" in rows["noise"].reason
+    (demo / "two.csv").write_text("x,y\n0,1\n1,2\n")  # a tiny study's two points: reported, not an error
+    two = {"id": "two", "check": {"kind": "correlation", "method": "spearman", "sign": "positive",
+                                  "x": {"file": "results/analysis/demo/two.csv", "column": "x"},
+                                  "y": {"file": "results/analysis/demo/two.csv", "column": "y"}}}
+    assert outcomes(fixture_root, [two])["two"].outcome == "reported"
 
 
 def test_spectrum_counts_use_the_widest_gap():

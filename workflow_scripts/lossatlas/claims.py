@@ -321,6 +321,8 @@ def _judge(check: dict, root: Path, repo: Path, paper: str) -> tuple[str, str, s
         y = select(check["y"], root, repo, paper)
         x, y = (x if isinstance(x, list) else [x]), (y if isinstance(y, list) else [y])
         n_perm, alpha = int(check.get("permutations", 10000)), float(check.get("alpha", 0.05))
+        if len(x) == len(y) and len(x) < 3:  # a tiny study: no correlation to judge, not a broken input
+            return "n/a", "reported", f"n = {len(x)} points: too few for a correlation"
         stat, p_claim, p_opposite = correlation_test(x, y, check["method"], check["sign"], n_perm)
         name = "ρ" if check["method"] == "spearman" else "r"
         test = f"{name} = {_fmt(stat)}, n = {len(x)}, one-sided permutation p = {p_claim:.3g} ({n_perm} permutations)"

@@ -13,7 +13,8 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 def pytest_collection_modifyitems(config, items):
     # The SLURM end-to-end test is the longest (minutes of scheduler polling, little CPU): start it first, so
-    # that with `pytest -n 2` the rest of the suite runs beside it.
+    # that with `pytest -n 3 --dist loadfile` the rest of the suite runs beside it on the other workers (one test
+    # file per worker at a time, so a module-scoped finished run is built once).
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
 
 

@@ -95,7 +95,7 @@ def test_an_invalid_checkpoint_cannot_be_rebuilt_as_a_network(runs):
 
 
 def test_the_lr_probe_reports_divergence_and_chooses_a_rate_that_trains(runs):
-    from lossatlas.analysis.universality import choose_learning_rate
+    from lossatlas.lr_probe import choose_learning_rate
 
     spec = tiny_spec(seeds=[0], optimizer={"name": "sgd", "lr": "probe", "momentum": 0.9})
     table = probe_learning_rates(spec, runs["digits"], [1e4, 0.05], epochs=1)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
 
 import h5py
 import numpy as np
 import pytest
 
+from lossatlas import lr_probe
 from lossatlas.analysis import universality as uni
 
 ROLES = {"cifar10": "digits", "imagenet20": "synth20", "random_labels": "digits_rl", "random_pixels": "digits_rp",
@@ -75,25 +74,25 @@ def test_lr_choice_is_the_largest_rate_that_does_not_diverge():
              {"lr": 2.0**-7, "diverged": False, "final_loss": 0.9},
              {"lr": 2.0**-8, "diverged": False, "final_loss": 1.1},
              {"lr": 2.0**-10, "diverged": False, "final_loss": 1.9}]
-    assert uni.choose_learning_rate(table) == 2.0**-7
+    assert lr_probe.choose_learning_rate(table) == 2.0**-7
     # order of the table does not matter
-    assert uni.choose_learning_rate(list(reversed(table))) == 2.0**-7
+    assert lr_probe.choose_learning_rate(list(reversed(table))) == 2.0**-7
 
 
 def test_lr_choice_with_tolerance_rejects_rates_that_end_worse_than_the_cautious_one():
     # measured shape (default scale, CNN, SGDm, l_MSE): bounded loss, large rates end worse than small ones
     table = [{"lr": lr, "diverged": False, "final_loss": loss}
              for lr, loss in ((0.5, 1.16), (0.25, 1.12), (0.125, 0.53), (0.0625, 0.43), (0.015625, 0.67))]
-    assert uni.choose_learning_rate(table) == 0.5
-    assert uni.choose_learning_rate(table, tolerance=0.1) == 0.125
+    assert lr_probe.choose_learning_rate(table) == 0.5
+    assert lr_probe.choose_learning_rate(table, tolerance=0.1) == 0.125
     # 0.25 ends within 10 % of the cautious rate's 1.12 here, so it is kept
     table[-1]["final_loss"] = 1.05
-    assert uni.choose_learning_rate(table, tolerance=0.1) == 0.25
+    assert lr_probe.choose_learning_rate(table, tolerance=0.1) == 0.25
 
 
 def test_lr_choice_fails_clearly_when_everything_diverges():
     with pytest.raises(ValueError, match="every candidate rate diverged"):
-        uni.choose_learning_rate([{"lr": 0.5, "diverged": True, "final_loss": 3.0}])
+        lr_probe.choose_learning_rate([{"lr": 0.5, "diverged": True, "final_loss": 3.0}])
 
 
 def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
@@ -104,11 +103,11 @@ def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
         return [{"lr": lr, "diverged": lr > 0.1, "final_loss": 1.0 if lr <= 0.1 else float("nan")}
                 for lr in candidates]
 
-    monkeypatch.setitem(sys.modules, "lossatlas.lr_probe", types.SimpleNamespace(probe_learning_rates=fake_probe))
+    monkeypatch.setattr(lr_probe, "probe_learning_rates", fake_probe)
     spec = {"optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [0.5, 0.25, 0.125, 0.0625]},
             "dataset": "digits"}
     out = tmp_path / "probe.json"
-    uni.lr_probe(spec, "data/digits.h5", str(out), epochs=2, seed=3, tolerance=0.1)
+    lr_probe.lr_probe(spec, "data/digits.h5", str(out), epochs=2, seed=3, tolerance=0.1)
     result = json.loads(out.read_text())
     assert result["lr"] == 0.0625
     assert len(result["probe"]) == 4
@@ -116,9 +115,9 @@ def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
 
 
 def test_lr_probe_needs_candidates(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "lossatlas.lr_probe", types.SimpleNamespace(probe_learning_rates=None))
+    monkeypatch.setattr(lr_probe, "probe_learning_rates", None)
     with pytest.raises(ValueError, match="lr_candidates"):
-        uni.lr_probe({"optimizer": {"name": "sgd", "lr": "probe"}}, "x.h5", str(tmp_path / "p.json"), 2, 0)
+        lr_probe.lr_probe({"optimizer": {"name": "sgd", "lr": "probe"}}, "x.h5", str(tmp_path / "p.json"), 2, 0)
 
 
 # ------------------------------------------------------------------------------------------------ panels
@@ -322,7 +321,7 @@ def test_lr_probe_with_the_engine_on_digits(tmp_path):
             "optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [1.0e4, 0.25, 0.001], "momentum": 0.0},
             "loss": "ce", "batch_size": 64, "dtype": "float32", "dropout": True, "init": {"scheme": "default"},
             "vectorize": "auto", "pretrain": None, "device": "cpu"}
-    result = uni.lr_probe(spec, str(data), str(tmp_path / "lr.json"), epochs=1, seed=0, tolerance=0.1)
+    result = lr_probe.lr_probe(spec, str(data), str(tmp_path / "lr.json"), epochs=1, seed=0, tolerance=0.1)
     rows = {row["lr"]: row for row in result["probe"]}
     assert rows[1.0e4]["diverged"]
     assert result["lr"] == 0.25  # trains faster than 0.001 on digits, so within the tolerance

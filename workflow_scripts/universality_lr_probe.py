@@ -1,5 +1,5 @@
-from lossatlas.analysis.universality import lr_probe
 from lossatlas.entry import setup
+from lossatlas.lr_probe import lr_probe
 
 setup(snakemake)
 lr_probe(

@@ -37,53 +37,6 @@ log = logging.getLogger(__name__)
 TRAINING_LOSS_METRIC = {"ce": "ce", "mse_softmax": "mse"}
 
 
-# ------------------------------------------------------------------------------------- learning-rate rule
-
-
-def choose_learning_rate(probe_table: list[dict], tolerance: float | None = None) -> float:
-    """The §4 rule: "a constant learning rate from 2^{-5..-10} such that there is no divergence".
-
-    The paper does not say which non-diverging rate; the pipeline takes the largest (FIGURES.md §1.0). A
-    candidate counts as diverged when the probe says so or its final loss is not finite. With ``tolerance``,
-    also when its final loss exceeds (1 + tolerance) × the final loss of the smallest non-diverged candidate
-    (the most cautious rate): l_MSE on the softmax is bounded by 2, so a rate that throws training off never
-    "blows up" to a large loss -- it ends worse than a cautious rate does (measured at default scale: CNN,
-    SGDm, l_MSE: 1.16 at 2^-1 against 0.67 at 2^-6).
-    """
-    if not probe_table:
-        raise ValueError("lr probe: empty probe table (no candidate rates were tried)")
-    ok = [row for row in probe_table
-          if not row["diverged"] and row.get("final_loss") is not None and math.isfinite(row["final_loss"])]
-    if ok and tolerance is not None:
-        cautious = min(ok, key=lambda row: row["lr"])["final_loss"]
-        ok = [row for row in ok if row["final_loss"] <= (1.0 + tolerance) * cautious]
-    if not ok:
-        tried = ", ".join(f"{row['lr']:g}" for row in probe_table)
-        raise ValueError(f"lr probe: every candidate rate diverged ({tried}); add smaller lr_candidates")
-    return float(max(row["lr"] for row in ok))
-
-
-def lr_probe(spec: dict, dataset_path: str, out_path: str, epochs: int, seed: int,
-             tolerance: float | None = None) -> dict:
-    """Run the engine's short probe for every candidate of ``spec['optimizer']['lr_candidates']`` and record
-    the chosen rate with the whole probe table (read by the train rule as ``lr_path``)."""
-    from lossatlas.lr_probe import probe_learning_rates
-
-    optimizer = spec["optimizer"]
-    candidates = optimizer.get("lr_candidates")
-    if not candidates:
-        raise ValueError(f"optimizers.{optimizer['name']}: lr is 'probe' but lr_candidates is missing")
-    probe_spec = {**spec, "seeds": [int(seed)]}
-    table = [dict(row) for row in probe_learning_rates(probe_spec, dataset_path, list(candidates), int(epochs))]
-    chosen = choose_learning_rate(table, tolerance)
-    log.info("lr probe %s: chose %g from %s", optimizer["name"], chosen, table)
-    result = {"lr": chosen, "rule": "largest candidate that does not diverge (universality §4)",
-              "tolerance": tolerance, "candidates": list(candidates), "epochs": int(epochs), "seed": int(seed),
-              "probe": table}
-    write_json(out_path, result)
-    return result
-
-
 # --------------------------------------------------------------------------------------------- curves
 
 

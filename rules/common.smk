@@ -9,6 +9,7 @@ from lossatlas.config import (
     select_runs,
 )
 from lossatlas.fingerprint import code_fingerprint, file_fingerprint
+from lossatlas.io import read_yaml
 
 RUNS = expand_runs(config)
 RUN_BY_DIR = index_runs(RUNS)
@@ -79,10 +80,8 @@ PAPER_TITLES = {
 
 
 def _claims_by_figure():
-    import yaml
-
     out = {}
-    for entry in yaml.safe_load(open(Path(workflow.basedir) / LIB / "claims.yaml")):
+    for entry in read_yaml(Path(workflow.basedir) / LIB / "claims.yaml"):
         for fig in entry.get("figures", []):
             out.setdefault((entry["paper"], fig), []).append(entry["id"])
     return out

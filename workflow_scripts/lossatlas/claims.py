@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lossatlas.io import read_yaml
 
 REGISTRY = Path(__file__).with_name("claims.yaml")
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq}
@@ -98,7 +98,7 @@ class ClaimResult:
 
 
 def load_registry(path: Path = REGISTRY) -> list[dict]:
-    entries = yaml.safe_load(path.read_text())
+    entries = read_yaml(path)
     ids = [e["id"] for e in entries]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
@@ -156,7 +156,7 @@ def select(selector: dict, root: Path, repo: Path, paper: str) -> Any:
         cfg_file = repo / selector.get("file", PAPER_CONFIGS[paper])
         if not cfg_file.exists():
             raise MissingInput(f"{cfg_file.relative_to(repo)} missing")
-        return _dig(yaml.safe_load(cfg_file.read_text()), selector["config"], str(cfg_file.relative_to(repo)))
+        return _dig(read_yaml(cfg_file), selector["config"], str(cfg_file.relative_to(repo)))
     path = root / selector["file"]
     if not path.exists():
         raise MissingInput(f"{selector['file']} not produced by this config")

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from lossatlas.config import PAPERS, REPO_ROOT
+from lossatlas.io import read_yaml
 
 SECTIONS = ("datasets", "architectures", "optimizers", "studies")
 HEADER = """\
@@ -51,7 +52,7 @@ def compose(paper_configs: dict[str, dict]) -> dict:
 
 
 def load_paper_configs(config_dir: Path) -> dict[str, dict]:
-    return {p: yaml.safe_load((config_dir / f"{p}.yaml").read_text()) for p in PAPERS
+    return {p: read_yaml(config_dir / f"{p}.yaml") for p in PAPERS
             if (config_dir / f"{p}.yaml").exists()}
 
 

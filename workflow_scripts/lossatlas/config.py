@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lossatlas.byo_checks import startup_errors
+from lossatlas.io import read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
@@ -44,14 +45,11 @@ def _inline_refs(node, base: Path):
     One self-contained schema lets the default-filling validator reach nested files (jsonschema's
     ``validators.extend`` hooks are not applied behind a ``$ref``).
     """
-    import yaml
-
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and not ref.startswith("#"):
             target = (base / ref).resolve()
-            with open(target) as fh:
-                sub = yaml.safe_load(fh)
+            sub = read_yaml(target)
             sub.pop("$schema", None)
             return _inline_refs(sub, target.parent)
         return {k: _inline_refs(v, base) for k, v in node.items()}
@@ -61,10 +59,7 @@ def _inline_refs(node, base: Path):
 
 
 def _load_schema(path: Path = SCHEMA_PATH) -> dict:
-    import yaml
-
-    with open(path) as fh:
-        return _inline_refs(yaml.safe_load(fh), path.parent)
+    return _inline_refs(read_yaml(path), path.parent)
 
 
 def _branch_reasons(err) -> list[str]:

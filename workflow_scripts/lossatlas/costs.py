@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from lossatlas.dataset_specs import resolve_spec
+from lossatlas.io import read_yaml
 
 RATES_PATH = Path(__file__).with_name("cost_rates.yaml")
 
@@ -75,7 +74,7 @@ class RunCost:
 @functools.cache
 def measured_rates(path: Path = RATES_PATH) -> dict:
     """The benchmark's table: device kind -> {device, measured, training_flops_per_s: {architecture: FLOP/s}}."""
-    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    return (read_yaml(path) or {}) if path.exists() else {}
 
 
 def device_kind(config: dict, spec: dict | None = None) -> str:

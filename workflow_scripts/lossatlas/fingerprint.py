@@ -58,19 +58,17 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-# The parsing helpers are cached on (path, text): a file edited in a long-lived process (a test) is parsed again.
-
-
-def imported_modules(path: Path) -> frozenset[str]:
-    """Package modules that the file at ``path`` imports anywhere in its body (existing files only)."""
-    return frozenset(m for m in _imported_names(path, path.read_text()) if module_file(m) is not None)
+# Each file is parsed once per text, for its imports and its code hash together; the cache key includes the text, so
+# a file edited in a long-lived process (a test) is parsed again.
 
 
 @cache
-def _imported_names(path: Path, text: str) -> frozenset[str]:
+def _parsed(path: Path, text: str) -> tuple[frozenset[str], str]:
+    """(package modules named by imports or strings in the file, hash of its code without docstrings)."""
     tree = ast.parse(text, filename=str(path))
     names: set[str] = set()
-    for node in ast.walk(tree):
+    with_docstrings = []
+    for node in ast.walk(tree):  # one walk: it is most of the cost of a Snakefile parse
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -84,7 +82,20 @@ def _imported_names(path: Path, text: str) -> frozenset[str]:
             names.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(PACKAGE):
             names.add(node.value)  # importlib.import_module("lossatlas.x"), [python, "-m", "lossatlas.x"]
-    return frozenset(m for name in names if name.split(".")[0] == PACKAGE for m in _with_parents(name))
+        elif isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            with_docstrings.append(node)
+    for node in with_docstrings:
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    imported = frozenset(m for name in names if name.split(".")[0] == PACKAGE for m in _with_parents(name))
+    return imported, hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
+def imported_modules(path: Path) -> frozenset[str]:
+    """Package modules that the file at ``path`` imports anywhere in its body (existing files only)."""
+    return frozenset(m for m in _parsed(path, path.read_text())[0] if module_file(m) is not None)
 
 
 def code_closure(script: str | Path) -> list[Path]:
@@ -102,25 +113,9 @@ def code_closure(script: str | Path) -> list[Path]:
     return sorted(seen)
 
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
 def code_hash(path: Path) -> str:
     """Hash of one Python file's code: its syntax tree without docstrings (comments never reach the tree)."""
-    return _code_hash(path, path.read_text())
-
-
-@cache
-def _code_hash(path: Path, text: str) -> str:
-    tree = _strip_docstrings(ast.parse(text, filename=str(path)))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    return _parsed(path, path.read_text())[1]
 
 
 def code_fingerprint(script: str, exclude_code_of: str | None = None) -> str:

@@ -107,3 +107,27 @@ def test_fig05_reduction_on_digits(tmp_path):
 def test_analysis_writes_arrays_for_every_figure():
     assert list(analysis.FIGURE_DATA) == list(figures.FIGURES)
     assert {experiment for experiment, _ in analysis.FIGURE_DATA.values()} == set(analysis.EXPERIMENTS)
+
+
+def test_fig04_counts_and_verified_points(tmp_path):
+    """Fig 4 on 4 trials of widths 1 and 2: the width-1 minimum is found, polished to a verified critical
+    point and embedded into width 2 with Theorem 2's degeneracy; ``verified`` follows verified_grad_norm."""
+    data = tmp_path / "fit1d.h5"
+    spec = yaml.safe_load(open(REPO_ROOT / "config.yaml"))["datasets"]["emb_fit1d_dense"]
+    build_source_dataset("emb_fit1d_dense", spec, str(data))
+    cfg = {**_defaults("fig04"), "widths": [1, 2], "trials": 4, "epochs": 10000, "snapshot_every": 1000}
+    summary = analysis.run_experiment("fig04", cfg, str(data), str(tmp_path / "fig04.npz"))
+    first = summary["critical_points"][0]
+    assert summary["n_per_source_width"]["1"] == 1
+    assert first["source_width"] == 1 and first["verified"] and first["grad_norm"] < 1e-8
+    assert first["degeneracy"] >= first["theorem2_lower_bound"] == 1
+    assert summary["n_verified_per_source_width"]["1"] == 1
+    strict = analysis.run_experiment("fig04", {**cfg, "verified_grad_norm": 1e-300}, str(data),
+                                     str(tmp_path / "strict.npz"))
+    assert strict["n_per_source_width"] == summary["n_per_source_width"]  # the counts do not depend on it
+    assert strict["n_verified_per_source_width"] == {"1": 0, "2": 0}
+    name = "fig04_critical_point_diagram"
+    analysis.analyse({"fig04": str(tmp_path / "strict.npz")}, {name: str(tmp_path / f"{name}.npz")})
+    png = tmp_path / "fig04.png"
+    figures.draw(name, _inputs(tmp_path, name, tmp_path / "strict.npz"), str(png))  # titles say "not verified"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -116,8 +116,9 @@ def fig04_critical_point_diagram(inputs, output: str) -> None:
     for ax, r in zip(axes[1:], rows, strict=True):
         ax.plot(a["x"], a["y"], "ko", ms=3)
         ax.plot(a["grid"], a[f"output_{r['index']}"], color=colors[r["source_width"] - 1], lw=2)
+        verified = "" if r.get("verified", True) else f"\nnot verified: |grad| {r['grad_norm']:.0e} after polish"
         ax.set_title(f"#{r['index']}: from width {r['source_width']}\nloss {r['loss']:.2e}, "
-                     f"degeneracy {r['degeneracy']}", fontsize=8)
+                     f"degeneracy {r['degeneracy']}{verified}", fontsize=8)
         ax.set_xlabel("x")
         ax.set_yticks([])
     save(fig, output)

@@ -9,8 +9,9 @@ rule claims:
         rst="results/claims.rst",
     params:
         scale=SCALE,
-        repo=workflow.basedir,
         registry=file_fingerprint(f"{LIB}/claims.yaml"),
+        # settings claims read the paper-scale configs: their contents, not the checkout's path, rerun the table
+        configs=[file_fingerprint(p) for p in sorted(Path(workflow.basedir, "configs").glob("*.yaml"))],
         code=code_fingerprint("claims.py"),
     log:
         "results/logs/claims.log",

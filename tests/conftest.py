@@ -12,10 +12,12 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 
 def pytest_collection_modifyitems(config, items):
-    # The SLURM end-to-end test is the longest (minutes of scheduler polling, little CPU): start it first, so
-    # that with `pytest -n 3 --dist loadfile` the rest of the suite runs beside it on the other workers (one test
-    # file per worker at a time, so a module-scoped finished run is built once).
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+    # Longest first: the SLURM end-to-end test (minutes of scheduler polling, little CPU), then the other slow
+    # end-to-end files, then the rest in file order. With `pytest -n 3 --dist loadfile --no-loadscope-reorder`
+    # (README's test command) xdist hands out files in this order (by default it hands out the files with the most
+    # tests first, which started the one-test SLURM file last), one file per worker at a time, so a module-scoped
+    # finished run is built once.
+    items.sort(key=lambda item: (item.get_closest_marker("slurm") is None, item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture

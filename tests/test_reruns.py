@@ -4,7 +4,8 @@ a throwaway copy of the repository), each code edit is dry-run against ``all_fig
 What each edit must schedule comes from the code closures of the rules' entry scripts (lossatlas/fingerprint.py):
 every job of every rule whose script reaches the edited file, and at most those rules and what runs downstream of
 them. The training exemption: train has no fingerprint, and a rule upstream of training other than the dataset
-rules answers only for the code the train job does not run, so training code edits retrain nothing. A file that
+rules answers only for the code the train job does not run, so training code edits retrain nothing (an edit can
+retrain only through what training reads: rebuilt data, a learning rate probed anew). A file that
 no fingerprinted job reaches schedules nothing. Every library module is edited in turn (the list is the package's
 files, so a new module is covered without touching this test), plus a sample of functions and module constants.
 Dry runs use ``--rerun-triggers params``: the fingerprints in the rules' params are what is under test.
@@ -13,7 +14,9 @@ Dry runs use ``--rerun-triggers params``: the fingerprints in the rules' params 
 from __future__ import annotations
 
 import ast
+import queue
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -158,6 +161,10 @@ def _env(repo: Path) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------------------------- fixture
 
+# The dry runs are independent: two at a time, each in its own copy of the repository, against the one finished
+# run (a dry run only reads the working directory).
+DRY_RUN_WORKERS = 2
+
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> dict:
@@ -184,21 +191,61 @@ def finished(tmp_path_factory) -> dict:
                 for rule, (script, excludes_training) in scripts.items()
                 if rule in totals and rule not in EXEMPT_RULES}
     assert closures, "no fingerprinted rule found in rules/*.smk"
-    return {"repo": repo, "workdir": workdir, "totals": totals, "closures": closures, "consumers": consumers,
-            "train_code": train_code,
+    repos = [repo, *(copy_repo(root / f"repo{i}") for i in range(1, DRY_RUN_WORKERS))]
+    return {"repos": repos, "workdir": workdir, "totals": totals, "closures": closures, "consumers": consumers,
+            "train_code": train_code, "feeds_training": feeds_training | (DATA_RULES & set(totals)),
             "data_code": set().union(*(closures[r] for r in DATA_RULES if r in closures))}
 
 
-def scheduled_after(finished: dict, edits: dict[str, object]) -> dict[str, int]:
-    """Apply ``edits`` (library file -> edit function), dry-run all_figures, restore; the jobs per rule."""
-    repo = finished["repo"]
+def edit_cases(finished: dict) -> dict[str, dict[str, object]]:
+    """Every edit the tests check, by test id: library file -> edit function."""
+    reached = {m for m in LIBRARY_MODULES
+               if reaching_rules(m.removeprefix("workflow_scripts/"), finished["closures"])}
+    unreached = {m.removeprefix(f"{LIBRARY}/"): append_probe for m in LIBRARY_MODULES if m not in reached}
+    unreached["_fingerprint_probe_module.py"] = append_probe
+    training = {m.removeprefix("lossatlas/"): append_probe for m in finished["train_code"] - finished["data_code"]
+                if m.startswith("lossatlas/")}
+    return {
+        "nothing": {},
+        **{f"module {m}": {m.removeprefix(f"{LIBRARY}/"): append_probe} for m in sorted(reached)},
+        **{f"function {m}:{f}": {m: edit_function(f)} for m, f in FUNCTION_SAMPLES},
+        **{f"constant {m}:{c}": {m: edit_constant(c)} for m, c in CONSTANT_SAMPLES},
+        "unreached": unreached,
+        "training": training,
+        "docstring": {"metrics.py": edit_docstring_and_comment},
+    }
+
+
+@pytest.fixture(scope="module")
+def outcomes(finished) -> dict[str, dict[str, int]]:
+    """Jobs per rule that each edit case schedules (dry runs of all_figures), by case id."""
+    cases = edit_cases(finished)
+    free = queue.Queue()
+    for repo in finished["repos"]:
+        free.put(repo)
+
+    def run(edits):
+        repo = free.get()
+        try:
+            return scheduled_after(repo, finished["workdir"], edits)
+        finally:
+            free.put(repo)
+
+    with ThreadPoolExecutor(max_workers=len(finished["repos"])) as pool:
+        futures = {name: pool.submit(run, edits) for name, edits in cases.items()}
+    return {name: future.result() for name, future in futures.items()}
+
+
+def scheduled_after(repo: Path, workdir: Path, edits: dict[str, object]) -> dict[str, int] | str:
+    """Apply ``edits`` (library file -> edit function) in ``repo``, dry-run all_figures, restore; the jobs per
+    rule, or the output of a failed dry run."""
     originals = {}
     try:
         for rel, edit in edits.items():
             path = repo / LIBRARY / rel
             originals[path] = path.read_text() if path.exists() else None
             path.write_text(edit(originals[path] or ""))
-        proc = snakemake(finished["workdir"], "-n", "--quiet", "rules", "--rerun-triggers=params",
+        proc = snakemake(workdir, "-n", "--nolock", "--quiet", "rules", "--rerun-triggers=params",
                          "all_figures", configfile=CONFIG, snakefile=repo / "Snakefile", env=_env(repo))
     finally:
         for path, text in originals.items():
@@ -207,90 +254,89 @@ def scheduled_after(finished: dict, edits: dict[str, object]) -> dict[str, int]:
             else:
                 path.write_text(text)
     text = proc.stdout + proc.stderr
-    assert proc.returncode == 0, text[-4000:]
     counts = job_counts(text)
-    assert counts or "Nothing to be done" in text, text[-4000:]
+    if proc.returncode != 0 or not (counts or "Nothing to be done" in text):
+        return text[-4000:]
     return counts
 
 
-def check_edit(finished: dict, rel: str, edit) -> None:
+def scheduled(outcomes: dict, case: str) -> dict[str, int]:
+    counts = outcomes[case]
+    assert isinstance(counts, dict), f"the dry run of case {case!r} failed:\n{counts}"
+    return counts
+
+
+def check_edit(finished: dict, outcomes: dict, case: str, rel: str) -> None:
     """The edit of ``rel`` schedules every job of the rules it reaches and nothing beyond them and downstream."""
     direct = reaching_rules(f"lossatlas/{rel}", finished["closures"])
-    counts = scheduled_after(finished, {rel: edit})
+    counts = scheduled(outcomes, case)
     missing = {rule: f"{counts.get(rule, 0)} of {finished['totals'][rule]}" for rule in direct
                if counts.get(rule, 0) != finished["totals"][rule]}
     assert not missing, f"editing {rel} left jobs of the rules that run it unscheduled: {missing}"
     allowed = downstream(direct, finished["consumers"])
     extra = set(counts) - allowed
     assert not extra, f"editing {rel} scheduled rules that do not reach it (nor depend on one): {sorted(extra)}"
-    if "train" in counts:
-        assert counts.keys() & DATA_RULES, f"editing {rel} retrains without rebuilding data"
+    if "train" in counts:  # only through what training reads: rebuilt data, a learning rate probed anew
+        assert counts.keys() & finished["feeds_training"], f"editing {rel} retrains without rebuilding its inputs"
+
+
+def edit_docstring_and_comment(source: str) -> str:
+    """A module's docstring and a comment edited: not code."""
+    doc_line = ast.parse(source).body[0].lineno - 1
+    lines = source.splitlines(keepends=True)
+    lines[doc_line] = lines[doc_line].replace('"""', '"""Edited. ', 1)
+    return "# tests/test_reruns.py: a comment\n" + "".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------- tests
 
 
-def test_finished_run_schedules_nothing(finished):
-    assert scheduled_after(finished, {}) == {}
+def test_finished_run_schedules_nothing(outcomes):
+    assert scheduled(outcomes, "nothing") == {}
 
 
 @pytest.mark.parametrize("module", [m.removeprefix(f"{LIBRARY}/") for m in LIBRARY_MODULES])
-def test_module_edit_reruns_the_jobs_that_reach_it(finished, module):
+def test_module_edit_reruns_the_jobs_that_reach_it(finished, outcomes, module):
     if not reaching_rules(f"lossatlas/{module}", finished["closures"]):
         pytest.skip("no fingerprinted job reaches it: covered by test_unreached_modules_schedule_nothing")
-    check_edit(finished, module, append_probe)
+    check_edit(finished, outcomes, f"module {LIBRARY}/{module}", module)
 
 
-def test_unreached_modules_schedule_nothing(finished):
+def test_unreached_modules_schedule_nothing(outcomes):
     """Modules no job runs (parse-time helpers, training-only code) and a new module, edited at once: editing more
     files can only change more fingerprints, so nothing scheduled for all means nothing for each."""
-    unreached = [m.removeprefix(f"{LIBRARY}/") for m in LIBRARY_MODULES
-                 if not reaching_rules(m.removeprefix("workflow_scripts/"), finished["closures"])]
-    edits = {m: append_probe for m in unreached}
-    edits["_fingerprint_probe_module.py"] = append_probe
-    assert scheduled_after(finished, edits) == {}, f"edits of {sorted(edits)} scheduled jobs"
+    assert scheduled(outcomes, "unreached") == {}
 
 
-def test_training_code_edits_retrain_nothing(finished):
+def test_training_code_edits_retrain_nothing(finished, outcomes):
     """Every module the train job runs that no dataset rule runs, edited at once: no training, no data rebuilt
     (edits only add changed fingerprints, so nothing for all means nothing for each)."""
-    modules = sorted(m.removeprefix("lossatlas/") for m in finished["train_code"] - finished["data_code"]
-                     if m.startswith("lossatlas/"))
-    assert "training.py" in modules
-    counts = scheduled_after(finished, {m: append_probe for m in modules})
-    assert not counts.keys() & {"train", *DATA_RULES}, f"editing {modules} retrains: {counts}"
+    assert "training.py" in edit_cases(finished)["training"]
+    counts = scheduled(outcomes, "training")
+    assert not counts.keys() & {"train", *DATA_RULES}, f"editing the training code retrains: {counts}"
 
 
 @pytest.mark.parametrize(("module", "function"), FUNCTION_SAMPLES)
-def test_function_edit_reruns_the_jobs_that_reach_it(finished, module, function):
-    check_edit(finished, module, edit_function(function))
+def test_function_edit_reruns_the_jobs_that_reach_it(finished, outcomes, module, function):
+    check_edit(finished, outcomes, f"function {module}:{function}", module)
 
 
 @pytest.mark.parametrize(("module", "constant"), CONSTANT_SAMPLES)
-def test_constant_edit_reruns_the_jobs_that_reach_it(finished, module, constant):
-    check_edit(finished, module, edit_constant(constant))
+def test_constant_edit_reruns_the_jobs_that_reach_it(finished, outcomes, module, constant):
+    check_edit(finished, outcomes, f"constant {module}:{constant}", module)
 
 
-def test_docstring_and_comment_edits_schedule_nothing(finished):
+def test_docstring_and_comment_edits_schedule_nothing(finished, outcomes):
     """A reached module's docstring and comments are not code: editing them reruns nothing."""
-    module = "metrics.py"
-    assert reaching_rules(f"lossatlas/{module}", finished["closures"])
-
-    def edit(source: str) -> str:
-        doc_line = ast.parse(source).body[0].lineno - 1
-        lines = source.splitlines(keepends=True)
-        lines[doc_line] = lines[doc_line].replace('"""', '"""Edited. ', 1)
-        return "# tests/test_reruns.py: a comment\n" + "".join(lines)
-
-    assert scheduled_after(finished, {module: edit}) == {}
+    assert reaching_rules("lossatlas/metrics.py", finished["closures"])
+    assert scheduled(outcomes, "docstring") == {}
 
 
-
-def test_newer_entry_scripts_rerun_nothing(finished):
+def test_newer_entry_scripts_rerun_nothing(finished, outcomes):
     """A checkout or `git pull` gives entry scripts new file times: with the workflow's own rerun triggers
     (profiles/default drops Snakemake's script-mtime trigger; the fingerprints cover the scripts' code) that
-    reruns nothing, so it retrains nothing."""
-    repo = finished["repo"]
+    reruns nothing, so it retrains nothing. (After the edit cases: it leaves the scripts newer.)"""
+    repo = finished["repos"][0]
     for script in (repo / "workflow_scripts").glob("*.py"):
         script.touch()
     proc = snakemake(finished["workdir"], "all_figures", "-n", "--quiet", "rules", configfile=CONFIG,

@@ -3,7 +3,7 @@ submitted by sbatch.
 
 Installs Debian's SLURM packages and the executor plugin (into a folder of its own, so the rest of the suite
 never loads it), starts a single-node cluster with fake GPUs (tests/slurm/local_cluster.sh), runs
-`snakemake --profile slurm all_figures` with the configfile overridden (tests/configs/all_papers_tiny.yaml),
+`snakemake --profile slurm all_figures` with the configfile overridden (tests/configs/tiny_papers.yaml),
 and stops every daemon it started. It needs root and apt-get (or SLURM already installed): where it cannot
 start the cluster it FAILS and says why, so the SLURM promise cannot vanish silently. A developer opts out
 explicitly with LOSSATLAS_SKIP_SLURM=1 (the test is then reported as skipped, with that reason).
@@ -24,7 +24,7 @@ from .conftest import REPO, VENV_BIN
 from .slurm_plugin import PLUGIN_DIR, install_plugin
 
 CLUSTER = REPO / "tests" / "slurm" / "local_cluster.sh"
-CONFIG = REPO / "tests" / "configs" / "all_papers_tiny.yaml"
+CONFIG = REPO / "tests" / "configs" / "tiny_papers.yaml"
 PAPERS = ("universality", "consistency", "normalized_loss", "loss_patterns", "embedding")
 SKIP_ENV = "LOSSATLAS_SKIP_SLURM"
 

@@ -12,7 +12,8 @@ fingerprint, and a rule whose output feeds training (the learning-rate probe; ev
 the consistency study's datasets) is fingerprinted without the code the train job runs (``exclude_code_of``),
 so training-code edits retrain nothing unless forced (``--forcerun train``). Dataset code is not exempt: an
 edit that reaches prepare_dataset or derive_dataset rebuilds the data, and Snakemake then retrains every run
-downstream of it, because the data may have changed.
+downstream of it, because the data may have changed; likewise an edit of the probe's own code reprobes, and
+retrains on the rate it picks.
 
 Data files that a job reads as its definition (the claims registry) get ``file_fingerprint`` beside the code.
 

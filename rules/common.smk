@@ -69,7 +69,7 @@ def study_enabled(paper):
 
 # ---------------------------------------------------------------------- figures in `snakemake --report`
 CONFIG_NAME = ", ".join(str(f) for f in workflow.overwrite_configfiles) or "config.yaml"
-SCALE = "default" if not workflow.overwrite_configfiles else f"paper ({CONFIG_NAME})"
+SCALE = config["scale"] if not workflow.overwrite_configfiles else f"{config['scale']} ({CONFIG_NAME})"
 PAPER_TITLES = {
     "universality": "Universality patterns in the training of neural networks",
     "consistency": "Hacohen & Weinshall, All neural networks are created equal",

@@ -35,3 +35,15 @@ def test_compose_refuses_a_name_defined_twice_differently():
         compose({"universality": a, "embedding": b})
     same = {"datasets": {"d": {"source": "digits"}}, "studies": {"embedding": {}}}
     assert compose({"universality": a, "embedding": same})["datasets"] == {"d": {"source": "digits"}}
+
+
+def test_scales_are_declared():
+    """The claims table judges paper-scale findings only in a study that declares `scale: paper`: each paper's
+    config and their composition do, the default study does not, and a config that says nothing is not."""
+    for name in [*PAPERS, "paper"]:
+        cfg = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+        assert cfg.get("scale") == "paper", f"configs/{name}.yaml must declare scale: paper"
+    assert validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))["scale"] == "default"
+    unsaid = yaml.safe_load((REPO / "config.yaml").read_text())
+    del unsaid["scale"]
+    assert validate_config(unsaid)["scale"] == "default"

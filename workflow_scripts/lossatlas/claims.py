@@ -336,7 +336,8 @@ def _judge(check: dict, root: Path, repo: Path, paper: str) -> tuple[str, str, s
 
 
 def evaluate_claim(entry: dict, root: Path, repo: Path, scale: str = "default") -> ClaimResult:
-    """One claim's result. ``scale`` is the run's (``default`` or ``paper (<config>)``): below paper scale a
+    """One claim's result. ``scale`` is the run's (the config's ``scale`` key, ``default``, ``medium`` or
+    ``paper``, then the config file named on the command line): below paper scale a
     finding whose number belongs to the paper's dataset or model is ``paper scale only``, our value beside the
     paper's."""
     kind, claim_scale = entry["kind"], entry.get("scale", "any") if entry["kind"] == "finding" else "paper"

@@ -95,11 +95,68 @@ def test_lr_choice_fails_clearly_when_everything_diverges():
         lr_probe.choose_learning_rate([{"lr": 0.5, "diverged": True, "final_loss": 3.0}])
 
 
+def test_first_spike_finds_a_late_spike_and_ignores_smooth_runs():
+    # from 2.0 down to 0.4, then back up to 1.2: gives back (1.2 - 0.4) / (2.0 - 0.4) = 50 % of the progress
+    assert lr_probe.first_spike([2.0, 1.0, 0.5, 0.45, 0.4, 1.2, 0.3], 0.1) == 5
+    assert lr_probe.first_spike([2.0, 1.0, 0.5, 0.45, 0.4, 0.35, 0.3], 0.1) is None
+    # a converged run wobbling at its floor (0.005 -> 0.01, ×2) gives back 0.2 %: no spike
+    assert lr_probe.first_spike([2.3, 0.5, 0.005, 0.01, 0.004], 0.1) is None
+    # the ResNet shape of issue 18: 0.05 -> 0.6 late in the run
+    assert lr_probe.first_spike([2.3, 1.0, 0.3, 0.05, 0.6, 0.02], 0.1) == 4
+    assert lr_probe.first_spike([2.3, 1.0, 0.3, 0.05, 0.6, 0.02], 0.3) is None
+    assert lr_probe.first_spike([float("nan"), 0.4, 0.3], 0.1) is None
+    with pytest.raises(ValueError, match="spike_fraction"):
+        lr_probe.first_spike([1.0, 0.5], 0.0)
+
+
+def test_lr_choice_rejects_a_rate_whose_run_spikes():
+    # 0.25 ends with the lowest loss, but its loss spiked at epoch 20: an unstable run is a diverged run
+    table = [{"lr": 0.25, "diverged": False, "spike_epoch": 20, "final_loss": 0.2},
+             {"lr": 0.125, "diverged": False, "spike_epoch": None, "final_loss": 0.3},
+             {"lr": 0.0625, "diverged": False, "spike_epoch": None, "final_loss": 0.32}]
+    assert lr_probe.choose_learning_rate(table) == 0.125
+    assert lr_probe.choose_learning_rate(table, tolerance=0.1) == 0.125
+    with pytest.raises(ValueError, match="diverged or spiked"):
+        lr_probe.choose_learning_rate(table[:1])
+
+
+def test_probe_learning_rates_flags_a_late_spike(monkeypatch):
+    """The probe reads the evaluated loss at every checkpoint of the run: a late spike there rejects the rate,
+    although the train-mode epoch means (shaped like the ResNet runs of issue 18) stay smooth."""
+    epochs = 30
+    smooth = np.geomspace(2.0, 0.05, epochs + 1)  # checkpoints: initialisation + after every epoch
+    spiky = smooth.copy()
+    spiky[-3] = 10 * smooth[-4]  # the loss after epoch 28 jumps back up (gives back a quarter of the progress)
+
+    class FakeTrainer:
+        def __init__(self, spec, phases, input_shape, outputs, num_classes, lr, device, files, prefix):
+            self.lr = lr
+
+        def run(self):
+            means = np.stack([smooth[1:], smooth[1:]])
+            self.status = type("S", (), {"train_loss": means, "diverged": np.zeros(2, dtype=bool)})()
+            self.eval_loss = np.stack([smooth, spiky if self.lr > 0.1 else smooth])  # one member spikes at 0.25
+
+    monkeypatch.setattr(lr_probe, "load_phases",
+                        lambda *a, **k: ([None], type("D", (), {"input_shape": (1, 40)})(), 10, 10))
+    monkeypatch.setattr(lr_probe, "_initial_losses", lambda *a, **k: np.array([2.3, 2.3]))
+    monkeypatch.setattr(lr_probe, "_ProbeTrainer", FakeTrainer)
+    spec = {"optimizer": {"name": "sgd", "lr": "probe"}, "device": "cpu"}
+    table = lr_probe.probe_learning_rates(spec, "x.h5", [0.25, 0.0625], epochs, spike_fraction=0.1)
+    rows = {row["lr"]: row for row in table}
+    assert rows[0.25]["spike_epoch"] == epochs - 2 and not rows[0.25]["diverged"]
+    assert rows[0.0625]["spike_epoch"] is None
+    assert lr_probe.choose_learning_rate(table) == 0.0625
+    # without the spike test the spiky rate would be chosen
+    table = lr_probe.probe_learning_rates(spec, "x.h5", [0.25, 0.0625], epochs, spike_fraction=None)
+    assert lr_probe.choose_learning_rate(table) == 0.25
+
+
 def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
     calls = {}
 
-    def fake_probe(spec, dataset_path, candidates, epochs):
-        calls.update(spec=spec, candidates=candidates, epochs=epochs)
+    def fake_probe(spec, dataset_path, candidates, epochs, spike_fraction=None):
+        calls.update(spec=spec, candidates=candidates, epochs=epochs, spike_fraction=spike_fraction)
         return [{"lr": lr, "diverged": lr > 0.1, "final_loss": 1.0 if lr <= 0.1 else float("nan")}
                 for lr in candidates]
 
@@ -107,11 +164,12 @@ def test_lr_probe_records_choice_and_table(tmp_path, monkeypatch):
     spec = {"optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [0.5, 0.25, 0.125, 0.0625]},
             "dataset": "digits"}
     out = tmp_path / "probe.json"
-    lr_probe.lr_probe(spec, "data/digits.h5", str(out), epochs=2, seed=3, tolerance=0.1)
+    lr_probe.lr_probe(spec, "data/digits.h5", str(out), epochs=2, seed=3, tolerance=0.1, spike_fraction=0.1)
     result = json.loads(out.read_text())
     assert result["lr"] == 0.0625
     assert len(result["probe"]) == 4
-    assert calls["spec"]["seeds"] == [3] and calls["epochs"] == 2
+    assert result["spike_fraction"] == 0.1
+    assert calls["spec"]["seeds"] == [3] and calls["epochs"] == 2 and calls["spike_fraction"] == 0.1
 
 
 def test_lr_probe_needs_candidates(tmp_path, monkeypatch):
@@ -321,9 +379,11 @@ def test_lr_probe_with_the_engine_on_digits(tmp_path):
             "optimizer": {"name": "sgd", "lr": "probe", "lr_candidates": [1.0e4, 0.25, 0.001], "momentum": 0.0},
             "loss": "ce", "batch_size": 64, "dtype": "float32", "dropout": True, "init": {"scheme": "default"},
             "vectorize": "auto", "pretrain": None, "device": "cpu"}
-    result = lr_probe.lr_probe(spec, str(data), str(tmp_path / "lr.json"), epochs=1, seed=0, tolerance=0.1)
+    result = lr_probe.lr_probe(spec, str(data), str(tmp_path / "lr.json"), epochs=2, seed=0, tolerance=0.1,
+                               spike_fraction=0.1)
     rows = {row["lr"]: row for row in result["probe"]}
     assert rows[1.0e4]["diverged"]
+    assert rows[0.25]["spike_epoch"] is None and rows[0.001]["spike_epoch"] is None  # smooth on digits
     assert result["lr"] == 0.25  # trains faster than 0.001 on digits, so within the tolerance
     assert json.loads((tmp_path / "lr.json").read_text())["lr"] == 0.25
 

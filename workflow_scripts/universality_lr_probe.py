@@ -9,4 +9,5 @@ lr_probe(
     epochs=snakemake.params.probe["epochs"],
     seed=snakemake.params.probe["seed"],
     tolerance=snakemake.params.probe["tolerance"],
+    spike_fraction=snakemake.params.probe["spike_fraction"],
 )

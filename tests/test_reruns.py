@@ -170,7 +170,8 @@ DRY_RUN_WORKERS = 2
 def finished(tmp_path_factory) -> dict:
     """A finished all_figures run of the tiny five-paper config in a copy of the repository."""
     root = tmp_path_factory.mktemp("reruns")
-    repo = copy_repo(root / "repo")
+    repos = [copy_repo(root / f"repo{i}") for i in range(DRY_RUN_WORKERS)]  # identical copies, made together
+    repo = repos[0]
     workdir = root / "work"
     proc = snakemake(workdir, "all_figures", configfile=CONFIG, snakefile=repo / "Snakefile", timeout=1800,
                      env=_env(repo))
@@ -191,7 +192,6 @@ def finished(tmp_path_factory) -> dict:
                 for rule, (script, excludes_training) in scripts.items()
                 if rule in totals and rule not in EXEMPT_RULES}
     assert closures, "no fingerprinted rule found in rules/*.smk"
-    repos = [repo, *(copy_repo(root / f"repo{i}") for i in range(1, DRY_RUN_WORKERS))]
     return {"repos": repos, "workdir": workdir, "totals": totals, "closures": closures, "consumers": consumers,
             "train_code": train_code, "feeds_training": feeds_training | (DATA_RULES & set(totals)),
             "data_code": set().union(*(closures[r] for r in DATA_RULES if r in closures))}

@@ -148,6 +148,25 @@ def test_default_config_is_valid():
     validate_config(cfg)
 
 
+def test_default_consistency_study_is_a_cnn_ensemble_on_real_mnist():
+    """Issue 18: the default consistency study trains real st-VGG CNNs (N >= 40 for the main ensemble) on
+    real MNIST images, and the linear / small variants are CNNs too."""
+    from lossatlas.costs import dataset_shape
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    study = cfg["studies"]["consistency"]
+    for role in ("main", "linear", "small", "random_labels"):
+        ens = study["ensembles"][role]
+        assert cfg["architectures"][ens["arch"]]["model"] == "st_vgg", role
+        name = ens["dataset"]
+        while "derive_from" in cfg["datasets"][name]:
+            name = cfg["datasets"][name]["derive_from"]
+        assert cfg["datasets"][name]["source"] == "mnist5k", role
+    assert cfg["architectures"][study["ensembles"]["linear"]["arch"]].get("linear") is True
+    assert len(study["recipes"][study["ensembles"]["main"]["recipe"]]["seeds"]) >= 40
+    assert dataset_shape(cfg, study["ensembles"]["main"]["dataset"]) == ((1, 14, 14), 4000)
+
+
 @pytest.mark.parametrize(
     "mutate, key",
     [

@@ -197,6 +197,18 @@ def test_mnist5k_is_mlxtends_real_mnist_split_stratified(tmp_path):
     assert not {x.tobytes() for x in ds.x_test} <= {x.tobytes() for x in half.x_test}
 
 
+def test_mnist5k_image_size_averages_pixel_blocks(tmp_path):
+    full = build(tmp_path, "m28", {"source": "mnist5k", "seed": 0})
+    half = build(tmp_path, "m14", {"source": "mnist5k", "seed": 0, "image_size": 14})
+    assert half.x_train.shape == (4000, 1, 14, 14) and half.x_train.dtype == np.uint8
+    # the same split, each pixel the rounded mean of its 2x2 block of the full image
+    assert np.array_equal(half.y_train, full.y_train) and np.array_equal(half.y_test, full.y_test)
+    means = full.x_test.reshape(-1, 1, 14, 2, 14, 2).astype(np.float64).mean(axis=(3, 5))
+    assert np.array_equal(half.x_test, np.rint(means).astype(np.uint8))
+    with pytest.raises(DatasetError, match="does not divide 28"):
+        build(tmp_path, "m10", {"source": "mnist5k", "seed": 0, "image_size": 10})
+
+
 def test_mnist1d_is_the_packages_make_dataset(tmp_path):
     from mnist1d.data import get_dataset_args, make_dataset
 

@@ -104,6 +104,9 @@ def dataset_shape(config: dict, name: str) -> tuple[tuple[int, ...], int]:
         size = int(spec["image_size"])
         n = int(spec["train_per_class"] or 1300) * len(spec["wnids"])  # ImageNet: about 1,300 per class
         return (3, size, size), n
+    if source == "mnist5k":
+        size = int(spec["image_size"])
+        return (1, size, size), round(5000 * (1 - float(spec["test_fraction"])))
     if source in ("gaussian_mixture", "make_classification"):
         return (int(spec["n_features"]),), int(spec["n_samples"])
     n = int(spec.get("n_train") or SOURCE_TRAIN_SIZES.get(source, 1000))

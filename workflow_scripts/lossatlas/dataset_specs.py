@@ -38,7 +38,7 @@ SOURCE_KEYS: dict[str, dict[str, Any]] = {
     "npz": {"path": _REQUIRED, "num_classes": None},
     "hdf5": {"path": _REQUIRED},
     "image_folder": {"path": _REQUIRED, "image_size": _REQUIRED},
-    "mnist5k": {"test_fraction": 0.2},
+    "mnist5k": {"test_fraction": 0.2, "image_size": 28},
     # mnist1d's get_dataset_args() defaults (the published MNIST-1D, which also used seed 42).
     "mnist1d": {"n_samples": 5000, "test_fraction": 0.2, "template_len": 12, "padding": [36, 60],
                 "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 0.02,

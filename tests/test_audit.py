@@ -99,24 +99,28 @@ def test_other_gpu_jobs_are_counted_with_status_and_rate(tmp_path):
             "loss_patterns": {"fit": {"iterations": 10, "cells_per_update": 2, "batch_size": 4}, "eval_examples": 8,
                               "searches": {"s1": {"architecture": "a", "dataset": "d", "grid": 4}},
                               "bn_experiment": {"dataset": "d", "without_bn": "a", "with_bn": "a", "mask_size": 3,
-                                                "fill_probabilities": [0.5], "seeds": [0]}},
+                                                "fill_probabilities": [0.5], "seeds": [0],
+                                                "protocols": {"paper": {},
+                                                              "official": {"fit": {"iterations": 20}}}}},
             "embedding": {"fig01": {"epochs": 100}, "fig05": {"epochs": 100}},
         },
     }
-    outputs = {"lp_search": "lp/{search}.h5", "lp_bn_run": "bn/{variant}/s{seed}.h5",
+    outputs = {"lp_search": "lp/{search}.h5", "lp_bn_run": "bn/{protocol}/{variant}/s{seed}.h5",
                "embedding": "emb/{experiment}.npz"}
     (tmp_path / "lp").mkdir()
     (tmp_path / "lp" / "s1.h5").write_text("x")
     cfg["cost_model"] = apply_defaults({})["cost_model"]  # the schema's defaults, as validation fills them
     rows = other_gpu_jobs(cfg, [], outputs, tmp_path)
     assert sorted((r["job"], r["name"], r["status"]) for r in rows) == [
-        ("embedding", "fig01", "missing"), ("embedding", "fig05", "missing"), ("lp_bn_run", "with_bn/s0", "missing"),
-        ("lp_bn_run", "without_bn/s0", "missing"), ("lp_search", "s1", "done")]
+        ("embedding", "fig01", "missing"), ("embedding", "fig05", "missing"),
+        ("lp_bn_run", "official/with_bn/s0", "missing"), ("lp_bn_run", "official/without_bn/s0", "missing"),
+        ("lp_bn_run", "paper/with_bn/s0", "missing"), ("lp_bn_run", "paper/without_bn/s0", "missing"),
+        ("lp_search", "s1", "done")]
     assert all(r["gpu_hours_total"] > 0 and r["rate"] == "assumed" for r in rows)
     assert [r["gpu_hours_left"] for r in rows if r["status"] == "done"] == [0.0]
     md = render_audit(rows, {"results/figures/loss_patterns/fig01a.png": []})
-    assert "| lp_search | 1 | 1 |" in md and "| lp_bn_run | 2 | 0 |" in md
-    assert "| results/figures/loss_patterns/fig01a.png | 0 | 0 | 0 | 3 |" in md  # its study's other jobs
+    assert "| lp_search | 1 | 1 |" in md and "| lp_bn_run | 4 | 0 |" in md
+    assert "| results/figures/loss_patterns/fig01a.png | 0 | 0 | 0 | 5 |" in md  # its study's other jobs
 
 
 def test_committed_rates_cover_every_paper_scale_architecture_and_name_their_device():

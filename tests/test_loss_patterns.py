@@ -197,10 +197,12 @@ def test_fitting_planes_together_equals_fitting_each_alone():
 # -------------------------------------------------------------------------------------- summaries, figures
 
 
-def _write_bn_run(path, fills, black, white, seed, size=3):
+def _write_bn_run(path, fills, black, white, seed, size=3, dropped_at=None):
     masks = np.stack([lp.random_mask(size, p, lp.mask_seed(p, seed)) for p in fills])
     with h5py.File(path, "w") as f:
         f.attrs["spec"] = json.dumps({"seed": seed, "architecture": {"name": "a"}})
+        if dropped_at is not None:
+            f["dropped_at"] = np.asarray(dropped_at)
         f["fill_probabilities"] = np.asarray(fills)
         f["masks"] = masks
         f["test_ce"] = np.full(masks.shape, 1.5) + masks
@@ -219,16 +221,43 @@ def test_bn_summary_means_and_stds_by_hand(tmp_path):
             path = tmp_path / f"{variant}_{seed}.h5"
             _write_bn_run(path, fills, black, white, seed)
             paths[variant].append(str(path))
-    s = lp_analysis.summarize_bn_experiment(paths["without_bn"], paths["with_bn"], str(tmp_path / "s.json"),
-                                   str(tmp_path / "s.csv"))
+    s = lp_analysis.summarize_bn_experiment({"paper": paths}, str(tmp_path / "s.json"),
+                                            str(tmp_path / "s.csv"))["paper"]
     # without BN, p = 0.1: Δ = 0.7 and 0.5 → mean 0.6, sample std √0.02.
     assert s["without_bn"]["delta_mean"][0] == pytest.approx(0.6)
     assert s["without_bn"]["delta_std"][0] == pytest.approx(np.sqrt(0.02))
     assert s["with_bn"]["acc_white_mean"] == pytest.approx([0.6, 0.6])
     assert s["delta_with_minus_without"] == pytest.approx([0.3 - 0.6, 0.3 - 0.5])
     assert s["bn_delta_smaller_fraction"] == 1.0
-    assert json.loads((tmp_path / "s.json").read_text())["fill_probabilities"] == fills
+    assert s["mean_delta_with_minus_without"] == pytest.approx(np.mean([0.3 - 0.6, 0.3 - 0.5]))
+    assert s["dropped_runs"] == 0 and s["fits"] == 8
+    assert json.loads((tmp_path / "s.json").read_text())["paper"]["fill_probabilities"] == fills
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 2 * len(fills)
+
+
+def test_bn_summary_leaves_out_and_counts_dropped_runs(tmp_path):
+    """A plane the run selection dropped (dropped_at >= 0) enters no mean and is counted; a p whose runs were
+    all dropped gives NaN and is left out of the mean Δ_BN − Δ_noBN."""
+    fills = [0.1, 0.5]
+    paths = {"without_bn": [], "with_bn": []}
+    rows = {"without_bn": [([0.9, 0.8], [0.2, 0.4], [-1, -1]), ([0.7, 0.8], [0.2, 0.2], [-1, 40])],
+            "with_bn": [([0.9, 0.9], [0.5, 0.6], [-1, 30]), ([0.1, 0.9], [0.9, 0.6], [20, 30])]}
+    for variant, runs in rows.items():
+        for seed, (black, white, dropped) in enumerate(runs):
+            path = tmp_path / f"{variant}_{seed}.h5"
+            _write_bn_run(path, fills, black, white, seed, dropped_at=dropped)
+            paths[variant].append(str(path))
+    s = lp_analysis.summarize_bn_experiment({"paper": paths, "official": paths}, str(tmp_path / "s.json"),
+                                            str(tmp_path / "s.csv"))["official"]
+    assert s["without_bn"]["kept"] == [2, 1] and s["with_bn"]["dropped"] == [1, 2]
+    # with BN at p = 0.1 only seed 0 is kept (Δ 0.4, not the mean with seed 1's −0.8); at p = 0.5 none.
+    assert s["with_bn"]["delta_mean"][0] == pytest.approx(0.4) and np.isnan(s["with_bn"]["delta_mean"][1])
+    assert np.isnan(s["with_bn"]["delta_std"][0])  # one kept run
+    assert s["without_bn"]["delta_mean"] == pytest.approx([0.6, 0.4])
+    assert s["dropped_runs"] == 4 and s["fits"] == 8 and s["p_compared"] == 1
+    assert s["mean_delta_with_minus_without"] == pytest.approx(0.4 - 0.6)
+    csv = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(csv) == 1 + 2 * 2 * len(fills) and csv[-1].startswith("official,0.5,with_bn,2,0,")
 
 
 def _write_search(path, picture="ring", grid=6):
@@ -258,10 +287,13 @@ def test_analysis_writes_every_figures_data_and_every_figure_renders(tmp_path):
     for name, picture in (("s1", "ring"), ("s2", "cross")):
         searches[name] = str(tmp_path / f"{name}.h5")
         _write_search(searches[name], picture)
-    runs = {}
+    runs = {"paper": {}, "official": {}}
     for variant in ("without_bn", "with_bn"):
-        runs[variant] = [str(tmp_path / f"{variant}.h5")]
-        _write_bn_run(runs[variant][0], [0.1, 0.5], [0.9, 0.8], [0.3, 0.4], seed=0)
+        runs["paper"][variant] = [str(tmp_path / f"{variant}.h5")]
+        _write_bn_run(runs["paper"][variant][0], [0.1, 0.5], [0.9, 0.8], [0.3, 0.4], seed=0)
+        runs["official"][variant] = [str(tmp_path / f"{variant}_official.h5")]
+        _write_bn_run(runs["official"][variant][0], [0.1, 0.5], [0.5, 0.8], [0.3, 0.4], seed=0,
+                      dropped_at=[-1, 10])
     figures = {"fig01a": "s1", "fig01b": "s2", "fig02": "s1", "fig05": ["s1", "s2"], "fig06": ["s2"]}
     data = {name: str(tmp_path / f"{name}.h5") for name in figs.FIGURES}
     lp_analysis.loss_patterns_analysis(figures, searches, runs, 0.5, bn_json=str(tmp_path / "bn.json"),
@@ -269,6 +301,8 @@ def test_analysis_writes_every_figures_data_and_every_figure_renders(tmp_path):
                                        figure_data=data)
     fig03 = read_figure_data(data["fig03b_without_bn"])
     assert fig03["fill_probability"] == 0.5 and fig03["without_bn"]["acc_black"] == pytest.approx(0.8)
+    fig04 = read_figure_data(data["fig04a_accuracy_difference"])
+    assert set(fig04) == {"paper", "official"} and fig04["official"]["dropped_runs"] == 2
     fig05 = read_figure_data(data["fig05_more_test_loss_surfaces"])["searches"]
     assert [fig05[k]["spec"]["picture"] for k in ("0", "1")] == ["ring", "cross"]
     assert read_figure_data(data["fig01b_test_loss_surface"])["searches"]["0"]["spec"]["picture"] == "cross"
@@ -329,16 +363,200 @@ def test_search_and_bn_jobs_end_to_end(tmp_path):
     with h5py.File(tmp_path / "s.h5") as f:
         assert f["test/ce"].shape == f["train/acc"].shape == f["mask"].shape == (5, 5)
         assert len(f["log/objective"]) == 3  # iterations 0, 10 and the last
-    paths = {}
-    for variant, bn in (("without_bn", False), ("with_bn", True)):
-        bn_spec = {"variant": variant, "architecture": {**arch, "batchnorm": bn}, "dataset": "blobs",
-                   "mask_size": 4, "fill_probabilities": [0.3, 0.5], "seed": 0, "fit": fit,
-                   "eval_examples": None, "device": "cpu"}
-        paths[variant] = str(tmp_path / f"{variant}.h5")
-        lp.run_bn_experiment(bn_spec, data, paths[variant])
-    with h5py.File(paths["without_bn"]) as f, h5py.File(paths["with_bn"]) as g:
+    paths = {"paper": {}, "official": {}}
+    protocols = {"paper": {}, "official": {"mask_frame": True, "delta_cells": "trainable",
+                                           "fit": {"white_ce_clamp": 5.0, "grad_clip": 100.0,
+                                                   "min_train_acc_gap": 0.01, "gap_check_every": 5}}}
+    for protocol, settings in protocols.items():
+        for variant, bn in (("without_bn", False), ("with_bn", True)):
+            bn_spec = {"protocol": protocol, "variant": variant, "architecture": {**arch, "batchnorm": bn},
+                       "dataset": "blobs", "mask_size": 6, "fill_probabilities": [0.3, 0.5], "seed": 0,
+                       "fit": {**fit, **settings.get("fit", {})}, "eval_examples": None, "device": "cpu",
+                       "mask_frame": settings.get("mask_frame", False),
+                       "delta_cells": settings.get("delta_cells", "all")}
+            paths[protocol][variant] = [str(tmp_path / f"{protocol}_{variant}.h5")]
+            lp.run_bn_experiment(bn_spec, data, paths[protocol][variant][0])
+    with h5py.File(paths["paper"]["without_bn"][0]) as f, h5py.File(paths["paper"]["with_bn"][0]) as g:
         np.testing.assert_array_equal(f["masks"][()], g["masks"][()])  # same random masks for both models
-        assert f["test_acc"].shape == (2, 4, 4) and f["acc_black"].shape == (2,)
-    s = lp_analysis.summarize_bn_experiment([paths["without_bn"]], [paths["with_bn"]], str(tmp_path / "b.json"),
-                                   str(tmp_path / "b.csv"))
-    assert s["fill_probabilities"] == [0.3, 0.5] and np.isnan(s["with_bn"]["delta_std"]).all()  # one run
+        assert f["test_acc"].shape == (2, 6, 6) and f["acc_black"].shape == (2,)
+        assert (f["dropped_at"][()] == -1).all()  # no run selection in the paper protocol
+    with h5py.File(paths["official"]["with_bn"][0]) as f:
+        masks = f["masks"][()]
+        assert not masks[:, 0, :].any() and masks[:, 1, 1:-1].all()  # the released generator's frame
+        acc_b, acc_w = lp.fig4_cell_means(f["test_acc"][0], masks[0], "trainable")
+        assert f["acc_black"][0] == pytest.approx(acc_b) and f["acc_white"][0] == pytest.approx(acc_w)
+        assert f["dropped_at"].shape == (2,)
+    s = lp_analysis.summarize_bn_experiment(paths, str(tmp_path / "b.json"), str(tmp_path / "b.csv"))
+    assert s["paper"]["fill_probabilities"] == [0.3, 0.5] and np.isnan(s["paper"]["with_bn"]["delta_std"]).all()
+    assert s["official"]["without_bn"]["delta_cells"] == "trainable"
+
+
+# ------------------------------------------------------------------------- the released code's protocol
+
+
+def test_framed_random_mask_has_the_released_frame():
+    plain = lp.random_mask(10, 0.9, seed=3)
+    framed = lp.random_mask(10, 0.9, seed=3, frame=True)
+    assert plain[0].any()  # fully random: the outer ring is drawn like every other cell
+    ring = np.ones((10, 10), dtype=bool)
+    ring[1:-1, 1:-1] = False
+    assert not framed[ring].any()  # outer ring white
+    second = np.zeros((10, 10), dtype=bool)
+    second[1:-1, 1:-1] = True
+    second[2:-2, 2:-2] = False
+    assert framed[second].all()  # next ring black
+    assert 0.6 < framed[2:-2, 2:-2].mean() < 1.0  # random 6×6 interior at p = 0.9
+    assert lp.random_mask(10, 0.0, seed=3, frame=True).sum() == second.sum()
+    with pytest.raises(ValueError, match="size >= 4"):
+        lp.random_mask(3, 0.5, seed=0, frame=True)
+
+
+def test_fig4_means_over_trainable_cells_only():
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[:, :3] = True  # left half black: only columns 2 and 3 touch the other colour
+    acc = np.where(mask, 0.9, 0.1)
+    acc[:, 2], acc[:, 3] = 0.5, 0.4  # the boundary columns
+    assert lp.fig4_cell_means(acc, mask, "all") == pytest.approx(((0.9 * 2 + 0.5) / 3, (0.4 + 0.1 * 2) / 3))
+    assert lp.fig4_cell_means(acc, mask, "trainable") == pytest.approx((0.5, 0.4))
+    with pytest.raises(ValueError, match="delta_cells"):
+        lp.fig4_cell_means(acc, mask, "boundary")
+
+
+def _fit_data(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 2, generator=g)
+    return x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+
+
+def test_run_selection_drops_planes_below_the_gap_and_freezes_them():
+    x, y = _fit_data()
+    masks = [lp.random_mask(5, 0.5, seed=1, frame=True)] * 2
+    base = {"iterations": 12, "lr": 0.01, "batch_size": 16, "cells_per_update": 3, "log_every": 1}
+    kept = lp.fit_planes([_plane(seed=0)], x, y, masks[:1], lp.FitSettings(**base), seed=0)[0]
+    assert kept["dropped_at"] == -1 and kept["train_acc_gap"] == []
+    planes = [_plane(seed=0), _plane(seed=1)]
+    # A gap of 2 is impossible (accuracies lie in [0, 1]): every plane goes at the first check after the warmup,
+    # here the end of iteration 7 (checks every 4 iterations, the first one after 12 × 0.5 = 6 iterations).
+    settings = lp.FitSettings(**base, min_train_acc_gap=2.0, gap_warmup_fraction=0.5, gap_check_every=4)
+    logs = lp.fit_planes(planes, x, y, masks, settings, seed=0)
+    assert [h["dropped_at"] for h in logs] == [7, 7] and logs[0]["gap_iteration"] == [7]
+    assert logs[0]["iteration"] == list(range(8))  # every plane dropped: the fit ends after iteration 7
+    # A threshold of −1 keeps every plane, and checks are logged.
+    logs = lp.fit_planes([_plane(seed=0)], x, y, masks[:1], lp.FitSettings(**base, min_train_acc_gap=-1.0,
+                                                                              gap_check_every=4), seed=0)
+    assert logs[0]["dropped_at"] == -1 and logs[0]["gap_iteration"] == [3, 7, 11]
+    assert all(-1.0 <= g <= 1.0 for g in logs[0]["train_acc_gap"])
+
+
+def test_dropped_plane_stops_training():
+    x, y = _fit_data()
+    mask = lp.random_mask(5, 0.5, seed=1, frame=True)
+    base = {"iterations": 12, "lr": 0.01, "batch_size": 16, "cells_per_update": 3}
+    short, full = _plane(seed=0), _plane(seed=0)
+    lp.fit_planes([short], x, y, [mask], lp.FitSettings(**{**base, "iterations": 4}), seed=0)
+    lp.fit_planes([full], x, y, [mask], lp.FitSettings(**base, min_train_acc_gap=2.0, gap_warmup_fraction=0.0,
+                                                        gap_check_every=4), seed=0)
+    # Dropped at the end of iteration 3: the plane holds the weights of a 4-iteration fit.
+    torch.testing.assert_close(full.w_origin, short.w_origin)
+
+
+def test_gradient_clipping_changes_the_fit():
+    x, y = _fit_data()
+    mask = lp.random_mask(5, 0.5, seed=1)
+    base = {"iterations": 6, "lr": 0.01, "batch_size": 16, "cells_per_update": 3}
+    free, clipped, loose = _plane(seed=0), _plane(seed=0), _plane(seed=0)
+    lp.fit_planes([free], x, y, [mask], lp.FitSettings(**base), seed=0)
+    lp.fit_planes([clipped], x, y, [mask], lp.FitSettings(**base, grad_clip=1e-4), seed=0)
+    lp.fit_planes([loose], x, y, [mask], lp.FitSettings(**base, grad_clip=1e9), seed=0)
+    assert not torch.allclose(free.w_origin, clipped.w_origin)
+    torch.testing.assert_close(free.w_origin, loose.w_origin)  # a clip never reached changes nothing
+
+
+def test_code_bn_scale_starts_at_zero_plus_one():
+    """bn_scale_init zero with offset 1 (the released ReparametrizedBatchNorm2d): γ = 0 in all three plane
+    vectors, so every plane point normalises with scale 1; App. C's uniform draw gives γ in [−0.5, 0.5]."""
+    arch = {"name": "t", "model": "mpo_cnn", "channels": [2, 3], "batchnorm": True, "pool": 1, "hidden": 4}
+    code = lp.plane_for({**arch, "bn_scale_offset": 1.0, "bn_scale_init": "zero"}, (1, 8, 8), 10, 0.1, 0, "cpu")
+    paper = lp.plane_for({**arch, "bn_scale_offset": 0.5}, (1, 8, 8), 10, 0.1, 0, "cpu")
+    offsets = np.cumsum([0] + code.param_numels)
+    bn_weights = [i for i, name in enumerate(code.param_names)
+                  if name.endswith(".weight") and len(code.param_shapes[i]) == 1]
+    assert bn_weights
+    for i in bn_weights:
+        for vec in (code.w_origin, code.w_up, code.phi_right):
+            assert float(vec.detach()[offsets[i] : offsets[i + 1]].abs().max()) == 0.0
+        assert float(paper.w_up.detach()[offsets[i] : offsets[i + 1]].abs().max()) > 0.0
+    bn = [m for m in code.template.modules() if hasattr(m, "offset")][0]
+    x = torch.randn(5, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+    reference = torch.nn.functional.batch_norm(x, None, None, torch.ones(2), torch.zeros(2), training=True)
+    torch.testing.assert_close(bn(x), reference)
+
+
+def test_mpo_cnn_maxpool_floors_like_the_released_code():
+    from lossatlas.models import build_model
+
+    model = build_model({"model": "mpo_cnn", "channels": [8, 32, 64], "maxpool": True}, (1, 28, 28), 10)
+    body = torch.nn.Sequential(*[m for m in model if not isinstance(m, torch.nn.AdaptiveAvgPool2d)][:9])
+    assert body(torch.zeros(2, 1, 28, 28)).shape == (2, 64, 3, 3)  # 28 → 14 → 7 → 3
+
+
+def test_plane_gradient_clipping_equals_torch_clip_per_plane():
+    x, y = _fit_data()
+    planes = [_plane(seed=0), _plane(seed=1), _plane(seed=2)]
+    for k, plane in enumerate(planes):
+        plane.logits(torch.tensor([[1.0, -2.0]]), x).square().mul(10.0 ** k).sum().backward()
+    expected = []
+    for plane in planes:
+        copy = [p.grad.clone() for p in plane.parameters()]
+        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in copy))
+        expected.append([g * min(1.0, 5.0 / (float(norm) + 1e-6)) for g in copy])
+    lp.clip_plane_gradients(planes, 5.0)
+    for plane, grads in zip(planes, expected, strict=True):
+        for p, g in zip(plane.parameters(), grads, strict=True):
+            torch.testing.assert_close(p.grad, g)
+        assert float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in plane.parameters()))) <= 5.0 + 1e-4
+
+
+def test_bn_run_spec_layers_fit_overrides_and_protocol_architectures():
+    study = {"fit": {"iterations": 100, "lr": 0.1, "white_ce_clamp": 2.5}, "eval_examples": 50,
+             "bn_experiment": {"dataset": "d", "without_bn": "a", "with_bn": "a_bn", "mask_size": 6,
+                               "fill_probabilities": [0.5], "fit": {"iterations": 40},
+                               "protocols": {"paper": {},
+                                             "official": {"mask_frame": True, "delta_cells": "trainable",
+                                                          "with_bn": "a_bn_code",
+                                                          "fit": {"white_ce_clamp": 5.0, "lr": 0.2}}}}}
+    archs = {"a": {"model": "mlp"}, "a_bn": {"model": "mlp", "batchnorm": True},
+             "a_bn_code": {"model": "mlp", "batchnorm": True, "bn_scale_init": "zero"}}
+    paper = lp_analysis.bn_run_spec(study, archs, "paper", "with_bn", 3, "cpu")
+    assert paper["architecture"] == {"name": "a_bn", "model": "mlp", "batchnorm": True}
+    assert paper["fit"] == {"iterations": 40, "lr": 0.1, "white_ce_clamp": 2.5}
+    assert not paper["mask_frame"] and paper["delta_cells"] == "all" and paper["seed"] == 3
+    official = lp_analysis.bn_run_spec(study, archs, "official", "with_bn", 3, "cpu")
+    assert official["architecture"]["name"] == "a_bn_code" and official["mask_frame"]
+    assert official["fit"] == {"iterations": 40, "lr": 0.2, "white_ce_clamp": 5.0}
+    assert official["delta_cells"] == "trainable" and official["protocol"] == "official"
+    assert lp_analysis.bn_run_spec(study, archs, "official", "without_bn", 0, "cpu")["architecture"]["name"] == "a"
+
+
+def test_bn_protocols_in_the_config_schema():
+    from pathlib import Path
+
+    import yaml
+
+    from lossatlas.config import ConfigError, validate_config
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = validate_config(yaml.safe_load((repo / "config.yaml").read_text()))
+    bn = cfg["studies"]["loss_patterns"]["bn_experiment"]
+    assert bn["protocols"]["paper"] == {"mask_frame": False, "delta_cells": "all"}  # the schema's defaults
+    assert bn["protocols"]["official"]["mask_frame"] and bn["protocols"]["official"]["delta_cells"] == "trainable"
+    for mutate, words in (
+            (lambda b: b["protocols"].__setitem__("mine", {}), "mine"),
+            (lambda b: b["protocols"]["official"]["fit"].__setitem__("min_gap", 0.1), "min_gap"),
+            (lambda b: b["protocols"]["official"].__setitem__("delta_cells", "boundary"), "boundary"),
+            (lambda b: b["fit"].__setitem__("iteration", 5), "iteration"),
+            (lambda b: b["protocols"].pop("paper"), "paper")):
+        bad = yaml.safe_load((repo / "config.yaml").read_text())
+        mutate(bad["studies"]["loss_patterns"]["bn_experiment"])
+        with pytest.raises(ConfigError, match=words):
+            validate_config(bad)

@@ -1,4 +1,4 @@
-from lossatlas.analysis.loss_patterns import loss_patterns_analysis
+from lossatlas.analysis.loss_patterns import bn_runs_by_protocol, loss_patterns_analysis
 from lossatlas.entry import setup
 
 setup(snakemake)
@@ -6,7 +6,8 @@ out = snakemake.output
 loss_patterns_analysis(
     dict(snakemake.params.figures),
     dict(zip(snakemake.params.searches, snakemake.input.searches, strict=True)),
-    {"without_bn": list(snakemake.input.without_bn), "with_bn": list(snakemake.input.with_bn)},
+    bn_runs_by_protocol(list(snakemake.params.protocols), snakemake.params.seeds,
+                        {"without_bn": list(snakemake.input.without_bn), "with_bn": list(snakemake.input.with_bn)}),
     snakemake.params.fig03_fill_probability,
     bn_json=out.bn_json,
     bn_csv=out.bn_csv,

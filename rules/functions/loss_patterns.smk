@@ -20,6 +20,10 @@ def lp_check_config():
     for variant in LP_VARIANTS:
         if bn[variant] not in config["architectures"]:
             raise WorkflowError(f"{where}.bn_experiment.{variant}: undefined architecture '{bn[variant]}'")
+        for protocol, settings in bn["protocols"].items():
+            if settings.get(variant, bn[variant]) not in config["architectures"]:
+                raise WorkflowError(f"{where}.bn_experiment.protocols.{protocol}.{variant}: undefined architecture "
+                                    f"'{settings[variant]}'")
     if not any(abs(p - bn["example_probability"]) < 1e-9 for p in bn["fill_probabilities"]):
         raise WorkflowError(f"{where}.bn_experiment.example_probability: {bn['example_probability']} is not one "
                             "of fill_probabilities")
@@ -40,12 +44,11 @@ def lp_search_spec(name):
 
 
 
-def lp_bn_spec(variant, seed):
-    bn = LP["bn_experiment"]
-    return jsonable({"variant": variant, "architecture": lp_arch(bn[variant]), "dataset": bn["dataset"],
-                     "mask_size": bn["mask_size"], "fill_probabilities": bn["fill_probabilities"],
-                     "seed": int(seed), "fit": LP["fit"], "eval_examples": LP["eval_examples"],
-                     "device": config["device"]})
+def lp_bn_spec(protocol, variant, seed):
+    """One BN run's spec (lossatlas.analysis.loss_patterns.bn_run_spec)."""
+    from lossatlas.analysis.loss_patterns import bn_run_spec
+
+    return jsonable(bn_run_spec(LP, config["architectures"], protocol, variant, seed, config["device"]))
 
 
 
@@ -54,8 +57,14 @@ def lp_search(name):
 
 
 
-def lp_bn_run(variant, seed):
-    return f"{LP_DIR}/bn/{variant}/s{seed}.h5"
+def lp_bn_run(protocol, variant, seed):
+    return f"{LP_DIR}/bn/{protocol}/{variant}/s{seed}.h5"
+
+
+def lp_bn_runs(variant):
+    """Every run of ``variant``, protocol by protocol (config order), each protocol's seeds in order."""
+    bn = LP["bn_experiment"]
+    return [lp_bn_run(protocol, variant, s) for protocol in bn["protocols"] for s in bn["seeds"]]
 
 
 

@@ -22,6 +22,7 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
+from lossatlas.analysis.loss_patterns import bn_run_spec
 from lossatlas.config import Run
 from lossatlas.costs import (
     checkpoint_eval_hours,
@@ -143,12 +144,14 @@ def other_gpu_jobs(config: dict, runs: Iterable[Run], outputs: dict[str, str], r
                           lp["eval_examples"]))
     if "lp_bn_run" in outputs:
         bn = lp["bn_experiment"]
-        for variant in ("without_bn", "with_bn"):
-            for seed in bn["seeds"]:
-                add("loss_patterns", "lp_bn_run", f"{variant}/s{seed}",
-                    outputs["lp_bn_run"].format(variant=variant, seed=seed),
-                    mpo_hours(config, bn[variant], bn["dataset"], lp["fit"], bn["mask_size"], lp["eval_examples"],
-                              fits=len(bn["fill_probabilities"])))
+        for protocol in bn["protocols"]:
+            for variant in ("without_bn", "with_bn"):
+                for seed in bn["seeds"]:
+                    spec = bn_run_spec(lp, config["architectures"], protocol, variant, seed, "auto")
+                    add("loss_patterns", "lp_bn_run", f"{protocol}/{variant}/s{seed}",
+                        outputs["lp_bn_run"].format(protocol=protocol, variant=variant, seed=seed),
+                        mpo_hours(config, spec["architecture"]["name"], bn["dataset"], spec["fit"], bn["mask_size"],
+                                  lp["eval_examples"], fits=len(bn["fill_probabilities"])))
     if "normalized_loss_postprocess" in outputs:
         for name, exp in studies["normalized_loss"].get("experiments", {}).items():
             chosen = [r for r in runs if r.study == "normalized_loss" and r.recipe in exp["recipes"]

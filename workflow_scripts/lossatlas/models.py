@@ -137,12 +137,19 @@ class _OffsetBatchNorm:
 
     The paper initialises γ from U[-0.5, 0.5] instead of U[0, 1] so that γ has zero mean (Gram-Schmidt on the
     MPO plane then keeps scales positive) and adds 0.5 back in the forward pass. ``initialize`` draws γ from
-    U[-offset, offset] when offset > 0; offset = 0 is ordinary BatchNorm.
+    U[-offset, offset] when offset > 0 (``scale_init = "uniform"``, App. C); offset = 0 is ordinary BatchNorm.
+    ``scale_init = "zero"`` starts γ at 0 instead: with offset 1 this is the released code's
+    ``ReparametrizedBatchNorm2d`` (universome/loss-patterns, src/models/layers.py: weight initialised to 0, the
+    forward pass uses weight + 1), so every point of an MPO plane starts with scale 1.
     """
 
-    def __init__(self, num_features: int, offset: float, track_running_stats: bool = True):
+    def __init__(self, num_features: int, offset: float, track_running_stats: bool = True,
+                 scale_init: str = "uniform"):
         super().__init__(num_features, track_running_stats=track_running_stats)
+        if scale_init not in ("uniform", "zero"):
+            raise ValueError(f"bn_scale_init must be uniform | zero, got {scale_init!r}")
         self.offset = float(offset)
+        self.scale_init = scale_init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
@@ -266,7 +273,7 @@ def _imagenet_stem(cin: int, cout: int) -> list[nn.Module]:
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *, hidden: Sequence[int] = (),
         batchnorm: bool = False, activation: str = "relu", bias: bool | Sequence[bool] = True,
-        dropout_p: float = 0.0, bn_scale_offset: float = 0.0) -> nn.Module:
+        dropout_p: float = 0.0, bn_scale_offset: float = 0.0, bn_scale_init: str = "uniform") -> nn.Module:
     """Fully connected net: flatten → [Linear → (BN) → activation → (Dropout)] per hidden width → Linear(K).
 
     - ``hidden: []`` is FC1 = multinomial logistic regression (universality_patterns.txt §4).
@@ -276,7 +283,8 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *,
       (hidden bias = the constant input's weight, no output bias): ``[true, false]``
       (embedding_principle.txt §3.2 and §4).
     - ``bn_scale_offset`` = 0.5 is loss_patterns_mpo.txt App. C's BN re-parametrisation (``OffsetBatchNorm1d``);
-      0 is ordinary BatchNorm.
+      0 is ordinary BatchNorm. ``bn_scale_init``: ``uniform`` (γ ~ U[-offset, offset], App. C) or ``zero`` (the
+      released code's γ = 0, used with offset 1; see ``_OffsetBatchNorm``).
     """
     widths = [math.prod(input_shape), *(int(h) for h in hidden), num_classes]
     biases = _per_layer(bias, len(widths) - 1, "bias")
@@ -285,7 +293,8 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *,
         layers.append(nn.Linear(fan_in, fan_out, bias=biases[i]))
         if i < len(widths) - 2:
             if batchnorm:
-                layers.append(OffsetBatchNorm1d(fan_out, bn_scale_offset) if bn_scale_offset else
+                layers.append(OffsetBatchNorm1d(fan_out, bn_scale_offset, scale_init=bn_scale_init)
+                              if bn_scale_offset else
                               nn.BatchNorm1d(fan_out))
             layers.append(_activation(activation))
             layers += _dropout(dropout_p, dropout)
@@ -504,15 +513,18 @@ def conv5_bn(input_shape: tuple[int, ...], num_classes: int, dropout: bool = Tru
 
 def mpo_cnn(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True, *,
             channels: Sequence[int] = (8, 32, 64), batchnorm: bool = False, pool: int = 4, hidden: int = 128,
-            bn_scale_offset: float = 0.0, bn_running_stats: bool = True, maxpool: bool = False) -> nn.Module:
+            bn_scale_offset: float = 0.0, bn_running_stats: bool = True, maxpool: bool = False,
+            bn_scale_init: str = "uniform") -> nn.Module:
     """loss_patterns_mpo.txt App. B: Conv 3×3 (pad 1) [→ BN] → ReLU per channel count, AdaptiveAvgPool(pool) →
     flatten → Linear(hidden) → ReLU → Linear(K).
 
     Pattern search: channels 8, 32, 64 (flatten 64·4·4 = 1,024); BN experiments: 8, 8, 32, 32, 64, 64 with BN
     "after each convolutional layer (i.e. before activation)". ``bn_scale_offset`` = 0.5 is App. C's
-    re-parametrisation (see ``OffsetBatchNorm2d``). ``bn_running_stats: false`` normalises with the statistics
+    re-parametrisation (see ``OffsetBatchNorm2d``; ``bn_scale_init: zero`` with offset 1 is the released code's γ).
+    ``bn_running_stats: false`` normalises with the statistics
     of the evaluated batch also in eval mode. ``maxpool`` adds a 2×2 max-pool after each conv block, as the
-    released code's icon config (``use_maxpool: true``) does; the paper does not mention it.
+    released code's icon config (``use_maxpool: true``; universome/loss-patterns src/models/conv_model.py,
+    ``ConvBlock``) does; the paper does not mention it.
     """
     c, h, w = _image_shape(input_shape, "mpo_cnn")
     layers: list[nn.Module] = []
@@ -520,10 +532,11 @@ def mpo_cnn(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True
     for cout in channels:
         layers.append(nn.Conv2d(cin, cout, 3, padding=1))
         if batchnorm:
-            layers.append(OffsetBatchNorm2d(cout, bn_scale_offset, track_running_stats=bn_running_stats))
+            layers.append(OffsetBatchNorm2d(cout, bn_scale_offset, track_running_stats=bn_running_stats,
+                                            scale_init=bn_scale_init))
         layers.append(nn.ReLU())
         if maxpool:
-            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            layers.append(nn.MaxPool2d(2))  # floor, as the released ConvBlock's nn.MaxPool2d(2, 2): 28→14→7→3
         cin = cout
     layers += [nn.AdaptiveAvgPool2d(pool), nn.Flatten(), nn.Linear(cin * pool * pool, hidden), nn.ReLU(),
                nn.Linear(hidden, num_classes)]
@@ -685,7 +698,8 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
     - ``scale``: multiplies every Linear/Conv weight after drawing (small-init regimes,
       embedding_principle.txt); biases and BN parameters are not scaled.
     BatchNorm: γ = 1, β = 0, running statistics reset; for ``OffsetBatchNorm1d/2d`` with offset > 0, γ ~
-    U[-offset, offset] (loss_patterns_mpo.txt App. C). Draws happen in module order, so a given model, init
+    U[-offset, offset] (loss_patterns_mpo.txt App. C), or γ = 0 when its ``scale_init`` is ``zero`` (the
+    released MPO code). Draws happen in module order, so a given model, init
     and generator state always give the same weights.
     """
     init = dict(init or {})
@@ -738,7 +752,9 @@ def initialize(model: nn.Module, init: dict | None, generator: torch.Generator) 
                 module.reset_running_stats()
                 if module.affine:
                     offset = getattr(module, "offset", 0.0)
-                    if offset > 0:
+                    if offset > 0 and getattr(module, "scale_init", "uniform") == "zero":
+                        module.weight.zero_()
+                    elif offset > 0:
                         _fill(module.weight, lambda t, o=offset: nn.init.uniform_(t, -o, o, generator=g), g)
                     else:
                         module.weight.fill_(1.0)

@@ -51,51 +51,136 @@ def bn_run_at(path: str | Path, fill_probability: float) -> dict:
                 "acc_white": float(f["acc_white"][i])}
 
 
+# --------------------------------------------------------------------------------------------- job specs
+
+
+def bn_run_spec(study: dict, architectures: dict, protocol: str, variant: str, seed: int, device: str) -> dict:
+    """The spec of one BN run (lossatlas.analysis.loss_patterns_mpo.run_bn_experiment; here, torch-free,
+    so the Snakefile imports it cheaply) from the study's config (``studies.loss_patterns``, defaults
+    filled) and the config's ``architectures``: the protocol's architecture for ``variant`` (else the
+    experiment's), its mask and measurement settings, and the fit = the study's ``fit``, overridden by
+    ``bn_experiment.fit``, overridden by the protocol's ``fit``."""
+    bn = study["bn_experiment"]
+    settings = bn["protocols"][protocol]
+    arch = settings.get(variant, bn[variant])
+    return {"protocol": protocol, "variant": variant, "architecture": {"name": arch, **architectures[arch]},
+            "dataset": bn["dataset"], "mask_size": bn["mask_size"],
+            "mask_frame": settings.get("mask_frame", False), "delta_cells": settings.get("delta_cells", "all"),
+            "fill_probabilities": bn["fill_probabilities"], "seed": int(seed),
+            "fit": {**study["fit"], **bn.get("fit", {}), **settings.get("fit", {})},
+            "eval_examples": study["eval_examples"], "device": device}
+
+
 # ------------------------------------------------------------------------------------------------- tables
 
 
-def summarize_bn_experiment(without_bn: list[str], with_bn: list[str], out_json: str, out_csv: str) -> dict:
-    """The numbers behind Fig 4: per model and fill probability p, mean ± std over runs of the test accuracy on
-    black cells, on white cells, and of Δ = acc_black − acc_white (FIGURES.md §4.3).
+def bn_runs_by_protocol(protocols: list[str], seeds: int, runs: dict[str, list[str]]) -> dict[str, dict]:
+    """Split each variant's run files (protocol by protocol, ``seeds`` each, as the rule lists them) into
+    protocol -> variant -> its runs in seed order."""
+    for variant, paths in runs.items():
+        if len(paths) != len(protocols) * seeds:
+            raise ValueError(f"{variant}: {len(paths)} run files for {len(protocols)} protocols × {seeds} seeds")
+    return {protocol: {variant: paths[i * seeds : (i + 1) * seeds] for variant, paths in runs.items()}
+            for i, protocol in enumerate(protocols)}
 
-    std is the sample standard deviation (ddof = 1) across runs (NaN for one run); the paper's error bars are
-    "standard deviations across 5 runs" without saying which. A p whose masks lack a colour gives NaN for it.
-    """
+
+def _bn_variant(paths: list[str], fill) -> tuple[dict, np.ndarray]:
+    """Fig 4's numbers of one model under one protocol: per p, mean ± std over the KEPT runs (a run the run
+    selection dropped, ``dropped_at`` ≥ 0, counts in ``dropped`` and nowhere else)."""
     import h5py
 
+    black, white, dropped = [], [], []
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            p = f["fill_probabilities"][()]
+            if fill is not None and not np.allclose(p, fill):
+                raise ValueError(f"{path}: fill probabilities {p} differ from the other runs' {fill}")
+            fill = p
+            black.append(f["acc_black"][()])
+            white.append(f["acc_white"][()])
+            dropped.append(f["dropped_at"][()] >= 0 if "dropped_at" in f else np.zeros(len(p), dtype=bool))
+    black, white, dropped = np.asarray(black, float), np.asarray(white, float), np.asarray(dropped, bool)
+    black[dropped], white[dropped] = np.nan, np.nan  # (runs, P)
+    delta = black - white
+
+    def mean(a: np.ndarray) -> np.ndarray:
+        n = np.sum(np.isfinite(a), axis=0)
+        return np.where(n > 0, np.nansum(a, axis=0) / np.maximum(n, 1), np.nan)
+
     def std(a: np.ndarray) -> np.ndarray:
-        return np.nanstd(a, axis=0, ddof=1) if len(a) > 1 else np.full(a.shape[1], np.nan)
+        n = np.sum(np.isfinite(a), axis=0)
+        dev = np.nansum((a - mean(a)) ** 2, axis=0)
+        return np.where(n > 1, np.sqrt(dev / np.maximum(n - 1, 1)), np.nan)
+
+    out = {"runs": len(paths), "kept": (~dropped).sum(axis=0).tolist(), "dropped": dropped.sum(axis=0).tolist(),
+           "acc_black_mean": mean(black).tolist(), "acc_black_std": std(black).tolist(),
+           "acc_white_mean": mean(white).tolist(), "acc_white_std": std(white).tolist(),
+           "delta_mean": mean(delta).tolist(), "delta_std": std(delta).tolist()}
+    return out, fill
+
+
+def bn_gamma_words(architecture: dict) -> str:
+    """How the BN scale γ of ``architecture`` starts and enters the forward pass, in words for figures."""
+    offset = float(architecture.get("bn_scale_offset", 0.0))
+    if not architecture.get("batchnorm"):
+        return "no BN"
+    if offset == 0:
+        return "γ = 1 (ordinary BN)"
+    if architecture.get("bn_scale_init", "uniform") == "zero":
+        return f"γ = 0, γ + {offset:g} in the forward pass (released code)"
+    return f"γ ~ U[−{offset:g}, {offset:g}], γ + {offset:g} in the forward pass (App. C)"
+
+
+def summarize_bn_protocol(without_bn: list[str], with_bn: list[str]) -> dict:
+    """The numbers behind Fig 4 under one protocol: per model and fill probability p, mean ± std over the kept
+    runs of the test accuracy on black cells, on white cells, and of Δ = acc_black − acc_white (FIGURES.md
+    §4.3; which cells enter the means is the runs' ``delta_cells``).
+
+    std is the sample standard deviation (ddof = 1) across kept runs (NaN below two); the paper's error bars are
+    "standard deviations across 5 runs" without saying which. A p whose masks lack a colour, or whose runs were
+    all dropped, gives NaN for it. ``delta_with_minus_without``: Δ_BN − Δ_noBN per p;
+    ``mean_delta_with_minus_without``: its mean over the p where both are defined (``p_compared`` of them);
+    ``dropped_runs`` / ``fits``: planes the run selection dropped / planes fitted, both models together.
+    """
+    import h5py
 
     summary: dict[str, Any] = {}
     fill = None
     for variant, paths in (("without_bn", without_bn), ("with_bn", with_bn)):
-        black, white = [], []
-        for path in paths:
-            with h5py.File(path, "r") as f:
-                p = f["fill_probabilities"][()]
-                if fill is not None and not np.allclose(p, fill):
-                    raise ValueError(f"{path}: fill probabilities {p} differ from the other runs' {fill}")
-                fill = p
-                black.append(f["acc_black"][()])
-                white.append(f["acc_white"][()])
-        black, white = np.asarray(black), np.asarray(white)  # (runs, P)
-        delta = black - white
-        summary[variant] = {"runs": len(paths),
-                            "acc_black_mean": np.nanmean(black, axis=0).tolist(), "acc_black_std": std(black).tolist(),
-                            "acc_white_mean": np.nanmean(white, axis=0).tolist(), "acc_white_std": std(white).tolist(),
-                            "delta_mean": np.nanmean(delta, axis=0).tolist(), "delta_std": std(delta).tolist()}
+        summary[variant], fill = _bn_variant(paths, fill)
+        with h5py.File(paths[0], "r") as f:
+            spec = json.loads(f.attrs["spec"])
+        summary[variant]["architecture"] = spec["architecture"]["name"]
+        summary[variant]["delta_cells"] = spec.get("delta_cells", "all")
+        summary[variant]["mask_frame"] = bool(spec.get("mask_frame", False))
+    summary["bn_gamma"] = bn_gamma_words(spec["architecture"])
     summary["fill_probabilities"] = [float(v) for v in fill]
     d_no, d_bn = np.asarray(summary["without_bn"]["delta_mean"]), np.asarray(summary["with_bn"]["delta_mean"])
-    summary["delta_with_minus_without"] = (d_bn - d_no).tolist()
-    summary["bn_delta_smaller_fraction"] = float(np.mean(d_bn < d_no))
-    rows = ["fill_probability,model,runs,acc_black_mean,acc_black_std,acc_white_mean,acc_white_std,delta_mean,"
-            "delta_std"]
-    for i, p in enumerate(summary["fill_probabilities"]):
-        for variant in ("without_bn", "with_bn"):
-            s = summary[variant]
-            rows.append(",".join([f"{p:g}", variant, str(s["runs"])] + [
-                f"{s[k][i]:.6g}" for k in ("acc_black_mean", "acc_black_std", "acc_white_mean", "acc_white_std",
-                                          "delta_mean", "delta_std")]))
+    diff = d_bn - d_no
+    both = np.isfinite(diff)
+    summary["delta_with_minus_without"] = diff.tolist()
+    summary["mean_delta_with_minus_without"] = float(diff[both].mean()) if both.any() else float("nan")
+    summary["p_compared"] = int(both.sum())
+    summary["bn_delta_smaller_fraction"] = float(np.mean(diff[both] < 0)) if both.any() else float("nan")
+    summary["dropped_runs"] = int(sum(summary[v]["dropped"][i] for v in VARIANTS for i in range(len(fill))))
+    summary["fits"] = int(sum(summary[v]["runs"] for v in VARIANTS) * len(fill))
+    return summary
+
+
+def summarize_bn_experiment(runs: dict[str, dict[str, list[str]]], out_json: str, out_csv: str) -> dict:
+    """Fig 4's numbers under every protocol (``runs``: protocol -> variant -> run files in seed order; see
+    ``summarize_bn_protocol``): the json maps protocol -> its summary; the csv has one row per (protocol, p,
+    model)."""
+    summary = {protocol: summarize_bn_protocol(r["without_bn"], r["with_bn"]) for protocol, r in runs.items()}
+    rows = ["protocol,fill_probability,model,runs,kept,acc_black_mean,acc_black_std,acc_white_mean,acc_white_std,"
+            "delta_mean,delta_std"]
+    for protocol, s in summary.items():
+        for i, p in enumerate(s["fill_probabilities"]):
+            for variant in VARIANTS:
+                v = s[variant]
+                rows.append(",".join([protocol, f"{p:g}", variant, str(v["runs"]), str(v["kept"][i])] + [
+                    f"{v[k][i]:.6g}" for k in ("acc_black_mean", "acc_black_std", "acc_white_mean",
+                                              "acc_white_std", "delta_mean", "delta_std")]))
     with atomic_path(out_csv) as tmp:
         tmp.write_text("\n".join(rows) + "\n")
     write_json(out_json, summary)
@@ -202,22 +287,24 @@ FIGURE_DATA = {f.__name__: f for f in (
 
 
 def loss_patterns_analysis(figures: dict[str, str | list[str]], search_files: dict[str, str],
-                           bn_runs: dict[str, list[str]], fig03_fill_probability: float, *, bn_json: str,
-                           bn_csv: str, searches_json: str, figure_data: dict[str, str]) -> None:
+                           bn_runs: dict[str, dict[str, list[str]]], fig03_fill_probability: float, *,
+                           bn_json: str, bn_csv: str, searches_json: str, figure_data: dict[str, str]) -> None:
     """The study's one analysis job.
 
     ``figures``: the study's ``figures:`` (figure key -> search name or names); ``search_files``: search name ->
-    its .h5; ``bn_runs``: variant -> its runs' .h5 in seed order (Fig 3 shows the first seed);
-    ``figure_data``: figure name (a key of FIGURE_DATA) -> the file it is written to.
+    its .h5; ``bn_runs``: protocol -> variant -> its runs' .h5 in seed order (Fig 3 shows the first seed of the
+    ``paper`` protocol); ``figure_data``: figure name (a key of FIGURE_DATA) -> the file it is written to.
     """
     searches = {name: read_search(path) for name, path in search_files.items()}
-    bn_summary = summarize_bn_experiment(bn_runs["without_bn"], bn_runs["with_bn"], bn_json, bn_csv)
+    if "paper" not in bn_runs:
+        raise ValueError(f"loss_patterns_analysis: no 'paper' protocol among {sorted(bn_runs)}")
+    bn_summary = summarize_bn_experiment(bn_runs, bn_json, bn_csv)
     searches_by_figure(figures, {name: s["summary"] for name, s in searches.items()}, searches_json)
     study = {
         "searches": {key: searches[names] if isinstance(names, str) else [searches[n] for n in names]
                      for key, names in figures.items()},
         "fig03_fill_probability": float(fig03_fill_probability),
-        "fig03_runs": {v: bn_run_at(bn_runs[v][0], fig03_fill_probability) for v in VARIANTS},
+        "fig03_runs": {v: bn_run_at(bn_runs["paper"][v][0], fig03_fill_probability) for v in VARIANTS},
         "bn_summary": bn_summary,
     }
     unknown = sorted(set(figure_data) - set(FIGURE_DATA))

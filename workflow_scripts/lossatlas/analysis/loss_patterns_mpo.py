@@ -108,15 +108,27 @@ def downsample_picture(picture: np.ndarray, grid: int) -> np.ndarray:
     return np.asarray(image.resize((grid, grid), Image.BOX)) >= 127.5
 
 
-def random_mask(size: int, fill_probability: float, seed: int) -> np.ndarray:
+def random_mask(size: int, fill_probability: float, seed: int, frame: bool = False) -> np.ndarray:
     """A size×size random binary mask, each cell black (low loss) with probability p (§4.2, Fig 3a).
 
     The paper says pixels are "masked" with probability p without saying which colour that is; we follow the
-    released code (p = probability of a low-loss cell) and, unlike it, keep no fixed border frame.
+    released code (p = probability of a low-loss cell). ``frame = False`` (the paper's reading: §4.2 describes
+    30×30 random masks, nothing else) draws every cell. ``frame = True`` is the released generator
+    (universome/loss-patterns, src/trainers/mask_trainer.py, ``generate_square_mask`` + ``randomly_fill_square``):
+    the outer ring of cells is white (high loss), the next ring black, and only the (size−4)×(size−4) interior
+    is random, so both colours are always present.
     """
     if not 0.0 <= fill_probability <= 1.0:
         raise ValueError(f"fill probability must lie in [0, 1], got {fill_probability}")
-    return np.random.default_rng(seed).random((size, size)) < fill_probability
+    rng = np.random.default_rng(seed)
+    if not frame:
+        return rng.random((size, size)) < fill_probability
+    if size < 4:
+        raise ValueError(f"a framed mask needs size >= 4 (two rings of frame), got {size}")
+    mask = np.zeros((size, size), dtype=bool)
+    mask[1:-1, 1:-1] = True  # the black second ring (its inside is overwritten below)
+    mask[2:-2, 2:-2] = rng.random((size - 4, size - 4)) < fill_probability
+    return mask
 
 
 def trainable_cells(mask: np.ndarray) -> np.ndarray:
@@ -291,6 +303,16 @@ class FitSettings:
     ``cells_per_pass`` bounds how many cells go through one forward/backward pass (gradients are accumulated
     over passes, which is exact because eq. 3 is a sum of per-cell terms); None = all drawn cells at once.
     ``eval_points_per_pass`` does the same for landscape evaluation.
+
+    Choices the paper does not state, each off by default (docs/paper_choices.md):
+    ``grad_clip``: the global gradient norm of each plane's θ is clipped to this value before the Adam step
+    (universome/loss-patterns, src/trainers/mask_trainer.py: ``clip_grad_norm_`` with
+    ``grad_clip_threshold: 100`` in every released config); None = no clipping.
+    ``min_train_acc_gap``: the released trainer stops, and deletes, a run whose good − bad train accuracy gap is
+    below this value (``good_and_bad_val_acc_diff_threshold: 0.01``, configs/random-squares.yml) at an epoch's
+    end after ``gap_warmup_fraction`` of training (``diff_threshold_num_warmup_epochs: 30`` of
+    ``max_num_epochs: 100`` = 0.3); such a plane stops training here too and is reported as dropped
+    (``fit_planes``). ``gap_check_every``: iterations between checks; None = one epoch of the training set.
     """
 
     iterations: int
@@ -302,6 +324,10 @@ class FitSettings:
     log_every: int = 10
     cells_per_pass: int | None = None
     eval_points_per_pass: int = 64
+    grad_clip: float | None = None
+    min_train_acc_gap: float | None = None
+    gap_warmup_fraction: float = 0.3
+    gap_check_every: int | None = None
 
     @classmethod
     def from_config(cls, cfg: dict) -> FitSettings:
@@ -319,6 +345,20 @@ def _sample(indices, k: int, generator):
     return indices[torch.randperm(len(indices), generator=generator)[:k]]
 
 
+def clip_plane_gradients(planes: list[Plane], max_norm: float) -> None:
+    """Scale each plane's gradient so that its global L2 norm over θ is at most ``max_norm``: what
+    ``torch.nn.utils.clip_grad_norm_(plane.parameters(), max_norm)`` does to each plane (factor
+    max_norm / (norm + 1e-6) where it is below 1), with one host sync for all planes instead of one per plane."""
+    grads = [[p.grad for p in plane.parameters() if p.grad is not None] for plane in planes]
+    norms = torch.stack([torch.sqrt(sum((g.double() ** 2).sum() for g in group)) if group
+                         else torch.zeros((), dtype=torch.float64) for group in grads])
+    for group, norm in zip(grads, norms.tolist(), strict=True):
+        factor = max_norm / (norm + 1e-6)
+        if factor < 1.0:
+            for g in group:
+                g.mul_(factor)
+
+
 def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], settings: FitSettings,
                seed: int) -> list[dict]:
     """Minimise eq. 3 over θ = {w_O, w_up, φ_right, s} of each plane with Adam (App. A/B); returns their logs.
@@ -330,7 +370,14 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
     separates and Adam is element-wise, so fitting several planes together (the BN experiment fits all fill
     probabilities of a run at once, far cheaper for small networks) gives each what it would get alone with
     the same mini-batches. Log per plane: objective, black-cell CE, white-cell CE and the scale s, every
-    ``log_every`` iterations.
+    ``log_every`` iterations; ``dropped_at``: the iteration after which the run selection
+    (``settings.min_train_acc_gap``) stopped the plane, −1 if it never did; ``train_acc_gap``: the gap at each
+    selection check.
+
+    Run selection: the gap is the mean train accuracy of the drawn black cells minus that of the drawn white
+    cells, averaged over the training steps since the last check (each on its own mini-batch). The released
+    trainer measures it after each epoch in one pass over the training set, one random cell per batch; the
+    steps' own accuracies estimate the same quantity without another pass.
     """
     if len(planes) != len(masks) or not planes:
         raise ValueError(f"fit_planes: {len(planes)} planes but {len(masks)} masks")
@@ -346,22 +393,32 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
                        torch.from_numpy(np.flatnonzero(~flat & usable))))
     optimizer = torch.optim.Adam([p for plane in planes for p in plane.parameters()], lr=settings.lr)
     n_train = len(y_train)
-    histories = [{"iteration": [], "objective": [], "ce_black": [], "ce_white": [], "scale": []} for _ in planes]
+    check_every = settings.gap_check_every or math.ceil(n_train / min(settings.batch_size, n_train))
+    histories = [{"iteration": [], "objective": [], "ce_black": [], "ce_white": [], "scale": [],
+                  "gap_iteration": [], "train_acc_gap": [], "dropped_at": -1} for _ in planes]
+    gap_sums = np.zeros(len(planes))  # Σ over steps since the last check of (black acc − white acc)
+    gap_steps = np.zeros(len(planes))
+    active = [True] * len(planes)
     progress = Progress(f"MPO fit of {len(planes)} plane(s)", settings.iterations, unit="iteration")
     for it in range(settings.iterations):
-        # The drawn cells of every plane, as parallel lists: plane index, cell index, colour, colour counts.
-        owner, cell, black_flag, counts = [], [], [], []
+        if not any(active):
+            break
+        # The drawn cells of every active plane, as parallel lists: plane index, cell index, colour, counts.
+        owner, cell, black_flag, counts = [], [], [], {}
         for i, ((_, black, white), gen) in enumerate(zip(layout, cell_generators, strict=True)):
+            if not active[i]:
+                continue
             cells_b = _sample(black, settings.cells_per_update, gen)
             cells_w = _sample(white, settings.cells_per_update, gen)
             owner += [i] * (len(cells_b) + len(cells_w))
             cell += cells_b.tolist() + cells_w.tolist()
             black_flag += [True] * len(cells_b) + [False] * len(cells_w)
-            counts.append((len(cells_b), len(cells_w)))
+            counts[i] = (len(cells_b), len(cells_w))
         batch = torch.randint(n_train, (min(settings.batch_size, n_train),), generator=data_generator).to(device)
         xb, yb = x_train[batch], y_train[batch]
         optimizer.zero_grad(set_to_none=True)
         ce_all = torch.empty(len(cell), device=device)
+        acc_all = torch.empty(len(cell), device=device)
         step = settings.cells_per_pass or len(cell)
         for start in range(0, len(cell), step):
             part = range(start, min(start + step, len(cell)))
@@ -380,14 +437,36 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
             terms = mpo_cell_terms(ce, flags, n_b, n_w, settings.white_ce_clamp)
             terms.sum().backward()
             ce_all[start : start + len(part)] = ce.detach()
+            acc_all[start : start + len(part)] = (logits.detach().argmax(-1) == yb).float().mean(dim=1)
+        if settings.grad_clip is not None:
+            clip_plane_gradients([plane for i, plane in enumerate(planes) if active[i]], settings.grad_clip)
         optimizer.step()
         progress.update(it + 1, loss=lambda ce=ce_all: float(ce.mean()))
+        owner_t, flag_t = torch.tensor(owner, device=device), torch.tensor(black_flag, device=device)
+        if settings.min_train_acc_gap is not None:
+            for i in counts:
+                acc_b, acc_w = acc_all[(owner_t == i) & flag_t], acc_all[(owner_t == i) & ~flag_t]
+                if len(acc_b) and len(acc_w):
+                    gap_sums[i] += float(acc_b.mean() - acc_w.mean())
+                    gap_steps[i] += 1
+            if (it + 1) % check_every == 0 and it + 1 > settings.gap_warmup_fraction * settings.iterations:
+                for i in counts:
+                    gap = gap_sums[i] / gap_steps[i] if gap_steps[i] else math.nan
+                    histories[i]["gap_iteration"].append(it)
+                    histories[i]["train_acc_gap"].append(gap)
+                    if gap < settings.min_train_acc_gap:
+                        active[i] = False
+                        histories[i]["dropped_at"] = it
+                        log.info("plane %d dropped after iteration %d: train accuracy gap %.4f < %g", i, it, gap,
+                                 settings.min_train_acc_gap)
+            if (it + 1) % check_every == 0:
+                gap_sums[:], gap_steps[:] = 0.0, 0.0
         if it % settings.log_every == 0 or it == settings.iterations - 1:
-            owner_t, flag_t = torch.tensor(owner, device=device), torch.tensor(black_flag, device=device)
             for i, (history, plane) in enumerate(zip(histories, planes, strict=True)):
                 ce_b, ce_w = ce_all[(owner_t == i) & flag_t], ce_all[(owner_t == i) & ~flag_t]
                 history["iteration"].append(it)
-                history["objective"].append(float(mpo_objective(ce_b, ce_w, settings.white_ce_clamp)))
+                history["objective"].append(float(mpo_objective(ce_b, ce_w, settings.white_ce_clamp))
+                                            if i in counts else math.nan)
                 history["ce_black"].append(float(ce_b.mean()) if len(ce_b) else math.nan)
                 history["ce_white"].append(float(ce_w.mean()) if len(ce_w) else math.nan)
                 history["scale"].append(float(plane.scale.detach()))
@@ -539,20 +618,42 @@ def mask_seed(fill_probability: float, seed: int) -> int:
     return int(seed) * 1000 + int(round(float(fill_probability) * 100))
 
 
-def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
-    """One run (seed) of the BN experiment for one model (§4.2, Figs 3, 4): for every fill probability p, fit a
-    plane to the random mask of (p, seed) and evaluate test CE and accuracy of every cell.
+DELTA_CELLS = ("all", "trainable")
 
-    ``spec``: variant (without_bn | with_bn), architecture, dataset, mask_size, fill_probabilities, seed, fit,
-    eval_examples, device. Writes (P = number of p values, m = mask size) masks (P, m, m), test_ce and
-    test_acc (P, m, m), acc_black / acc_white (P,) (mean test accuracy over the black / white cells), final
-    scale (P,) and the objective log (P, L).
+
+def fig4_cell_means(values: np.ndarray, mask: np.ndarray, delta_cells: str = "all") -> tuple[float, float]:
+    """Fig 4's black-cell and white-cell means of a per-cell map (m, m): over ``all`` cells of each colour
+    (FIGURES.md §4.3), or over the ``trainable`` ones only (``trainable_cells``; the released notebook's
+    ``compute_diff_from_values`` averages over its ternary mask's ±1 cells, the cells used in training)."""
+    if delta_cells not in DELTA_CELLS:
+        raise ValueError(f"delta_cells must be one of {DELTA_CELLS}, got {delta_cells!r}")
+    mask = np.asarray(mask, dtype=bool)
+    keep = trainable_cells(mask) if delta_cells == "trainable" else np.ones_like(mask)
+    return _cell_means(np.asarray(values)[keep], mask[keep])
+
+
+def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
+    """One run (seed) of the BN experiment for one model under one protocol (§4.2, Figs 3, 4): for every fill
+    probability p, fit a plane to the random mask of (p, seed) and evaluate test CE and accuracy of every cell.
+
+    ``spec``: protocol, variant (without_bn | with_bn), architecture, dataset, mask_size, mask_frame (see
+    ``random_mask``), delta_cells, fill_probabilities, seed, fit, eval_examples, device. ``delta_cells`` says
+    which cells Fig 4's means run over: ``all`` cells of the mask (FIGURES.md §4.3: "mean test accuracy in black
+    cells − mean in white cells"), or only the ``trainable`` ones (``trainable_cells``: the released notebook,
+    universome/loss-patterns notebooks/visualizations.ipynb, ``compute_diff_from_values``, averages over the
+    cells its ternary mask marks ±1, i.e. the cells used in training). Writes (P = number of p values, m = mask
+    size) masks and trainable (P, m, m), test_ce and test_acc (P, m, m), acc_black / acc_white (P,) (mean test
+    accuracy over the black / white cells that ``delta_cells`` selects), dropped_at (P,) (the iteration the run
+    selection stopped the plane, −1 = kept), final scale (P,) and the objective log (P, L).
     """
     import h5py
 
     from lossatlas.datasets import load_dataset
     from lossatlas.devices import resolve_device
 
+    delta_cells = spec.get("delta_cells", "all")
+    if delta_cells not in DELTA_CELLS:
+        raise ValueError(f"delta_cells must be one of {DELTA_CELLS}, got {delta_cells!r}")
     device = resolve_device(spec.get("device", "auto"))
     settings = FitSettings.from_config(spec["fit"])
     size, seed = int(spec["mask_size"]), int(spec["seed"])
@@ -560,10 +661,10 @@ def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
     x_train, y_train = split_tensors(data, "train", device)
     x_test, y_test = split_tensors(data, "test", device, spec.get("eval_examples"))
     coords = torch.from_numpy(cell_coordinates(size, size)).to(device)
-    out: dict[str, list] = {k: [] for k in ("masks", "test_ce", "test_acc", "acc_black", "acc_white",
-                                            "final_scale", "objective")}
+    out: dict[str, list] = {k: [] for k in ("masks", "trainable", "test_ce", "test_acc", "acc_black",
+                                            "acc_white", "dropped_at", "final_scale", "objective")}
     fills = [float(p) for p in spec["fill_probabilities"]]
-    masks = [random_mask(size, p, mask_seed(p, seed)) for p in fills]
+    masks = [random_mask(size, p, mask_seed(p, seed), frame=bool(spec.get("mask_frame", False))) for p in fills]
     # Plane i of run `seed` starts from the same vectors for every p (seeds differ across runs, not across p).
     planes = [plane_for(spec["architecture"], data.input_shape, data.num_classes, settings.scale_init, seed,
                         device) for _ in fills]
@@ -571,12 +672,15 @@ def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
     for p, mask, plane, history in zip(fills, masks, planes, histories, strict=True):
         ce, acc = evaluate_plane(plane, coords, x_test, y_test, settings.batch_size,
                                  settings.eval_points_per_pass)
-        acc_b, acc_w = _cell_means(acc, mask)
-        log.info("%s seed %d p %.2f: acc black %.3f white %.3f (s = %.4f)", spec["variant"], seed, p, acc_b,
-                 acc_w, float(plane.scale.detach()))
-        for key, value in (("masks", mask), ("test_ce", ce.reshape(mask.shape)),
+        usable = trainable_cells(mask)
+        acc_b, acc_w = fig4_cell_means(acc.reshape(mask.shape), mask, delta_cells)
+        log.info("%s %s seed %d p %.2f: acc black %.3f white %.3f (s = %.4f)%s", spec.get("protocol", ""),
+                 spec["variant"], seed, p, acc_b, acc_w, float(plane.scale.detach()),
+                 f", dropped after iteration {history['dropped_at']}" if history["dropped_at"] >= 0 else "")
+        for key, value in (("masks", mask), ("trainable", usable), ("test_ce", ce.reshape(mask.shape)),
                            ("test_acc", acc.reshape(mask.shape)), ("acc_black", acc_b), ("acc_white", acc_w),
-                           ("final_scale", float(plane.scale.detach())), ("objective", history["objective"])):
+                           ("dropped_at", history["dropped_at"]), ("final_scale", float(plane.scale.detach())),
+                           ("objective", history["objective"])):
             out[key].append(value)
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["spec"] = json.dumps(spec, sort_keys=True)

@@ -137,41 +137,66 @@ def fig03c_with_bn(inputs, output: str) -> None:
     _fig03_surface(inputs, output, "c", "with_bn", "with BN")
 
 
+PROTOCOL_STYLE = {"paper": ("-", "o"), "official": ("--", "s")}
+
+
+def _protocols(s: dict) -> list[str]:
+    """The protocols of Fig 4's data, paper first."""
+    return sorted(s, key=lambda name: (name != "paper", name))
+
+
+def _protocol_words(name: str, summary: dict) -> str:
+    """A protocol as the legend names it, with its run count and, where the run selection dropped any, how
+    many planes it dropped (reported, never hidden)."""
+    v = summary["without_bn"]
+    cells = "trainable cells" if v["delta_cells"] == "trainable" else "all cells"
+    masks = "framed masks" if v["mask_frame"] else "fully random masks"
+    return (f"{name} protocol: {masks}, Δ over {cells}, {v['runs']} runs, {summary['dropped_runs']} of "
+            f"{summary['fits']} fits dropped by the run selection\n    BN {summary['bn_gamma']}")
+
+
 def fig04a_accuracy_difference(inputs, output: str) -> None:
     """Fig 4a: Δ = mean test accuracy on black cells − on white cells vs fill probability, without / with BN,
-    error bars = std across runs."""
-    s = read_figure_data(inputs["data"])
-    p = np.asarray(s["fill_probabilities"])
-    fig, ax = plt.subplots(figsize=(6.0, 4.4))
-    for variant, colour, words in (("without_bn", BLUE, "without BN"), ("with_bn", RED, "with BN")):
-        v = s[variant]
-        ax.errorbar(p, v["delta_mean"], yerr=np.nan_to_num(np.asarray(v["delta_std"], dtype=float)),
-                    color=colour, marker="o", capsize=3, label=words)
+    error bars = std across (kept) runs; one line style per protocol (solid: the paper's, dashed: the released
+    code's random-squares protocol)."""
+    data = read_figure_data(inputs["data"])
+    fig, ax = plt.subplots(figsize=(7.0, 5.2))
+    for name in _protocols(data):
+        s = data[name]
+        p = np.asarray(s["fill_probabilities"])
+        ls, marker = PROTOCOL_STYLE.get(name, (":", "^"))
+        for variant, colour, words in (("without_bn", BLUE, "without BN"), ("with_bn", RED, "with BN")):
+            v = s[variant]
+            ax.errorbar(p, v["delta_mean"], yerr=np.nan_to_num(np.asarray(v["delta_std"], dtype=float)),
+                        color=colour, ls=ls, marker=marker, capsize=3, label=f"{words}, {name} protocol")
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("filling probability p of the random mask")
     ax.set_ylabel("test accuracy: black cells − white cells")
-    ax.set_title(f"{PAPER} Fig 4a: accuracy difference Δ (mean ± std over {s['without_bn']['runs']} runs)",
-                 fontsize=9)
-    ax.legend()
+    lines = "\n".join(_protocol_words(name, data[name]) for name in _protocols(data))
+    ax.set_title(f"{PAPER} Fig 4a: accuracy difference Δ (mean ± std over runs)\n{lines}", fontsize=7)
+    ax.legend(fontsize=7)
     save(fig, output)
 
 
 def fig04b_mean_accuracy(inputs, output: str) -> None:
     """Fig 4b: the two mean accuracies (blue = without BN, red = with BN; solid = black cells, dotted = white
-    cells), as the paper's caption says."""
-    s = read_figure_data(inputs["data"])
-    p = np.asarray(s["fill_probabilities"])
-    fig, ax = plt.subplots(figsize=(6.0, 4.4))
-    for variant, colour, words in (("without_bn", BLUE, "without BN"), ("with_bn", RED, "with BN")):
-        v = s[variant]
-        ax.plot(p, v["acc_black_mean"], color=colour, ls="-", marker="o", label=f"{words}, black cells")
-        ax.plot(p, v["acc_white_mean"], color=colour, ls=":", marker="o", label=f"{words}, white cells")
-    ax.set_xlabel("filling probability p of the random mask")
-    ax.set_ylabel("mean test accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{PAPER} Fig 4b: mean test accuracy per colour ({s['without_bn']['runs']} runs)\n"
-                 "blue: without BN, red: with BN; solid: black cells, dotted: white cells", fontsize=9)
-    ax.legend(fontsize=7)
+    cells), as the paper's caption says; one panel per protocol."""
+    data = read_figure_data(inputs["data"])
+    names = _protocols(data)
+    fig, axes = plt.subplots(1, len(names), figsize=(6.8 * len(names), 4.8), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        s = data[name]
+        p = np.asarray(s["fill_probabilities"])
+        for variant, colour, words in (("without_bn", BLUE, "without BN"), ("with_bn", RED, "with BN")):
+            v = s[variant]
+            ax.plot(p, v["acc_black_mean"], color=colour, ls="-", marker="o", label=f"{words}, black cells")
+            ax.plot(p, v["acc_white_mean"], color=colour, ls=":", marker="o", label=f"{words}, white cells")
+        ax.set_xlabel("filling probability p of the random mask")
+        ax.set_ylabel("mean test accuracy")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{PAPER} Fig 4b: mean test accuracy per colour\n{_protocol_words(name, s)}\n"
+                     "blue: without BN, red: with BN; solid: black cells, dotted: white cells", fontsize=8)
+        ax.legend(fontsize=7)
     save(fig, output)
 
 

@@ -114,7 +114,7 @@ if study_enabled("loss_patterns"):
         output:
             figure_report(f"{LP_FIGS}/{{figure}}.png"),
         params:
-            caption=lambda wc, output: figure_caption(output),
+            caption=lambda wc, output: lp_figure_caption(wc.figure, output),
             code=code_fingerprint("loss_patterns_figure.py"),
         log:
             "results/logs/loss_patterns/figures/{figure}.log",

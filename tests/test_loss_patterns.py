@@ -560,3 +560,22 @@ def test_bn_protocols_in_the_config_schema():
         mutate(bad["studies"]["loss_patterns"]["bn_experiment"])
         with pytest.raises(ConfigError, match=words):
             validate_config(bad)
+
+
+def test_fig04_caption_names_each_protocols_masks_cells_and_gamma():
+    import yaml
+
+    from lossatlas.analysis.loss_patterns import bn_protocols_caption
+    from lossatlas.config import validate_config
+
+    from .conftest import REPO
+
+    cfg = validate_config(yaml.safe_load((REPO / "configs" / "loss_patterns.yaml").read_text()))
+    study, archs = cfg["studies"]["loss_patterns"], cfg["architectures"]
+    caption = bn_protocols_caption(study, archs)
+    paper, official = caption.split("``official``")
+    assert "fully random" in paper and "all cells" in paper and "App. C" in paper and "clamped at 2.5" in paper
+    assert "framed" in official and "trainable cells" in official and "γ = 0 + 1" in official
+    assert "clamped at 5" in official and "dropped" in official
+    study["bn_experiment"]["protocols"]["official"]["with_bn"] = study["bn_experiment"]["with_bn"]
+    assert "γ = 0 + 1" not in bn_protocols_caption(study, archs).split("``official``")[1]

@@ -52,6 +52,16 @@ def lp_bn_spec(protocol, variant, seed):
 
 
 
+def lp_figure_caption(figure, output):
+    """The report caption; Fig 4's names the BN experiment's protocols (which masks, cells, clamp and γ)."""
+    from lossatlas.analysis.loss_patterns import bn_protocols_caption
+
+    caption = figure_caption(output)
+    if figure.startswith("fig04"):
+        caption += " " + bn_protocols_caption(LP, config["architectures"])
+    return caption
+
+
 def lp_search(name):
     return f"{LP_DIR}/searches/{name}.h5"
 

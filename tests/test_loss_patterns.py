@@ -579,3 +579,146 @@ def test_fig04_caption_names_each_protocols_masks_cells_and_gamma():
     assert "clamped at 5" in official and "dropped" in official
     study["bn_experiment"]["protocols"]["official"]["with_bn"] = study["bn_experiment"]["with_bn"]
     assert "γ = 0 + 1" not in bn_protocols_caption(study, archs).split("``official``")[1]
+
+
+# ------------------------------------------------------------ the released CIFAR-10 recipe (issue 19)
+
+_AUGMENT = {"pad_crop": 2, "hflip": 0.5, "random_erasing": {"p": 0.5, "scale": [0.25, 0.25], "ratio": [1.0, 1.0]}}
+
+
+def _image_fit(augment, seed: int = 0, lrs=None):
+    """Two small conv planes fitted for a few steps on random 1×6×6 images; returns their θ after the fit."""
+    gen = torch.Generator().manual_seed(11)
+    x, y = torch.randn(40, 1, 6, 6, generator=gen), torch.randint(0, 3, (40,), generator=gen)
+    arch = {"model": "mpo_cnn", "channels": [3], "pool": 2, "hidden": 4}
+    planes = [lp.plane_for(arch, (1, 6, 6), 3, 0.1, 0, "cpu") for _ in range(2)]
+    settings = lp.FitSettings(iterations=4, lr=0.01, batch_size=8, cells_per_update=2, augment=augment)
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[1:3, 1:3] = True
+    lp.fit_planes(planes, x, y, [mask, mask], settings, seed, lrs=lrs, input_fill=-1.5)
+    return [torch.cat([p.detach().flatten() for p in plane.parameters()]) for plane in planes]
+
+
+def test_augmentation_changes_the_fit_and_is_a_function_of_the_seed():
+    plain, again_plain = _image_fit(None), _image_fit({})
+    augmented = _image_fit(_AUGMENT)
+    torch.testing.assert_close(plain, again_plain)  # off ({} or None): the fit it always was
+    assert not torch.equal(plain[0], augmented[0])  # the option is not ignored
+    torch.testing.assert_close(augmented, _image_fit(_AUGMENT))  # same seed, same fit
+    assert not torch.equal(augmented[0], _image_fit(_AUGMENT, seed=1)[0])
+
+
+def test_augmentation_refuses_inputs_that_are_not_images():
+    plane = _plane(seed=0, d_in=2)
+    x, y = torch.randn(20, 2), torch.randint(0, 3, (20,))
+    settings = lp.FitSettings(iterations=1, lr=0.01, batch_size=4, cells_per_update=1, augment={"hflip": 0.5})
+    with pytest.raises(ValueError, match="fit.augment"):
+        lp.fit_plane(plane, x, y, np.eye(3, dtype=bool), settings, 0)
+    with pytest.raises(ValueError, match="flip"):
+        lp.FitSettings.from_config({"iterations": 1, "lr": 0.1, "batch_size": 4, "cells_per_update": 1,
+                                    "augment": {"flip": 0.5}})
+
+
+def test_per_plane_learning_rates_equal_fitting_each_rate_alone():
+    both = _image_fit(None, lrs=[0.01, 0.001])
+    assert not torch.equal(both[0], both[1])  # same start, different rates
+    torch.testing.assert_close(both[0], _image_fit(None, lrs=[0.01, 0.01])[0])
+    torch.testing.assert_close(both[1], _image_fit(None, lrs=[0.001, 0.001])[1])
+
+
+def test_lr_grid_keeps_the_largest_train_gap():
+    assert lp.select_by_train_gap([0.1, 0.3, 0.2]) == 1
+    assert lp.select_by_train_gap([float("nan"), 0.05, 0.05]) == 1  # NaN never wins; ties: the first
+    assert lp.select_by_train_gap([float("nan")]) == 0
+
+
+def test_augmented_lr_grid_search_end_to_end(tmp_path):
+    from lossatlas.datasets import build_source_dataset
+
+    data = str(tmp_path / "digits.h5")
+    build_source_dataset("digits", {"source": "digits", "test_fraction": 0.3, "seed": 0}, data)
+    fit = {"iterations": 6, "lr": 0.01, "batch_size": 16, "cells_per_update": 3, "augment": _AUGMENT}
+    arch = {"name": "c", "model": "mpo_cnn", "channels": [4], "pool": 2, "hidden": 8}
+    spec = {"search": "s", "picture": "cross", "picture_size": 32, "grid": 5, "dataset": "digits",
+            "architecture": arch, "fit": fit, "eval_examples": 40, "seed": 0, "device": "cpu",
+            "lr_grid": [0.05, 1e-6]}
+    summary = lp.run_search(spec, data, str(tmp_path / "s.h5"), str(tmp_path / "s.json"))
+    gaps = [row["train_acc_gap"] for row in summary["lr_grid"]]
+    assert [row["lr"] for row in summary["lr_grid"]] == [0.05, 1e-6]
+    assert summary["lr"] == [0.05, 1e-6][lp.select_by_train_gap(gaps)]
+    assert summary["train"]["acc_gap"] == pytest.approx(max(gaps))  # the kept plane's train maps
+    with h5py.File(tmp_path / "s.h5") as f:
+        np.testing.assert_allclose(f["lr_grid/train_acc_gap"][()], gaps)
+        assert f["test/ce"].shape == (5, 5)
+
+
+def test_search_spec_layers_the_search_fit_and_keeps_old_specs():
+    study = {"fit": {"iterations": 100, "lr": 0.1, "batch_size": 512}, "eval_examples": 50, "picture_size": 64,
+             "searches": {"plain": {"picture": "ring", "grid": 5, "dataset": "d", "architecture": "a", "seed": 0},
+                          "cifar": {"picture": "ring", "grid": 5, "dataset": "d", "architecture": "a", "seed": 1,
+                                    "fit": {"batch_size": 256, "augment": _AUGMENT}, "lr_grid": [0.001, 0.0001]}}}
+    archs = {"a": {"model": "mlp"}}
+    plain = lp_analysis.search_spec(study, archs, "plain", "cpu")
+    assert plain == {"search": "plain", "picture": "ring", "picture_size": 64, "grid": 5, "dataset": "d",
+                     "architecture": {"name": "a", "model": "mlp"}, "fit": study["fit"], "eval_examples": 50,
+                     "seed": 0, "device": "cpu"}  # no new keys where the search sets none
+    cifar = lp_analysis.search_spec(study, archs, "cifar", "cpu")
+    assert cifar["fit"] == {"iterations": 100, "lr": 0.1, "batch_size": 256, "augment": _AUGMENT}
+    assert cifar["lr_grid"] == [0.001, 0.0001]
+
+
+def _config():
+    from pathlib import Path
+
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+
+
+def test_default_study_has_no_augmentation_and_no_lr_grid():
+    from lossatlas.config import validate_config
+
+    cfg = validate_config(_config())
+    study = cfg["studies"]["loss_patterns"]
+    assert "augment" not in study["fit"]
+    for name, search in study["searches"].items():
+        assert "lr_grid" not in search and "fit" not in search
+        assert "augment" not in lp_analysis.search_spec(study, cfg["architectures"], name, "cpu")["fit"]
+
+
+@pytest.mark.parametrize("where", ["search", "study", "bn_protocol"])
+def test_augmentation_on_data_that_are_not_images_is_a_config_error(where):
+    from lossatlas.config import ConfigError, validate_config
+
+    cfg = _config()
+    cfg["datasets"]["lp_blobs"] = {"source": "gaussian_mixture", "n_samples": 100, "n_features": 2}
+    study = cfg["studies"]["loss_patterns"]
+    name = next(iter(study["searches"]))
+    on = {"augment": {"hflip": 0.5}}
+    if where == "search":
+        study["searches"][name].update(dataset="lp_blobs", fit=on)
+        key = f"studies.loss_patterns.searches.{name}.fit.augment"
+    elif where == "study":
+        study["fit"].update(on)
+        study["bn_experiment"]["dataset"] = "lp_blobs"
+        key = "studies.loss_patterns.fit.augment"
+    else:
+        protocol = next(iter(study["bn_experiment"]["protocols"]))
+        study["bn_experiment"]["protocols"][protocol].setdefault("fit", {}).update(on)
+        study["bn_experiment"]["dataset"] = "lp_blobs"
+        key = f"studies.loss_patterns.bn_experiment.protocols.{protocol}.fit.augment"
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*lp_blobs"):
+        validate_config(cfg)
+    if where == "study":  # image data: the same option is fine
+        cfg = _config()
+        cfg["studies"]["loss_patterns"]["fit"].update(on)
+        validate_config(cfg)
+
+
+def test_augment_keys_are_checked_by_the_schema():
+    from lossatlas.config import ConfigError, validate_config
+
+    cfg = _config()
+    cfg["studies"]["loss_patterns"]["fit"]["augment"] = {"hflip": 0.5, "random_erasing": {"p": 0.5, "area": 1}}
+    with pytest.raises(ConfigError, match="area"):
+        validate_config(cfg)

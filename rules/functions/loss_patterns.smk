@@ -30,17 +30,11 @@ def lp_check_config():
 
 
 
-def lp_arch(name):
-    return {"name": name, **config["architectures"][name]}
-
-
-
 def lp_search_spec(name):
-    search = LP["searches"][name]
-    return jsonable({"search": name, "picture": search["picture"], "picture_size": LP["picture_size"],
-                     "grid": search["grid"], "dataset": search["dataset"],
-                     "architecture": lp_arch(search["architecture"]), "fit": LP["fit"],
-                     "eval_examples": LP["eval_examples"], "seed": search["seed"], "device": config["device"]})
+    """One search's spec (lossatlas.analysis.loss_patterns.search_spec)."""
+    from lossatlas.analysis.loss_patterns import search_spec
+
+    return jsonable(search_spec(LP, config["architectures"], name, config["device"]))
 
 
 

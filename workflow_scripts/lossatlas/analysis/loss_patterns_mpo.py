@@ -313,6 +313,9 @@ class FitSettings:
     end after ``gap_warmup_fraction`` of training (``diff_threshold_num_warmup_epochs: 30`` of
     ``max_num_epochs: 100`` = 0.3); such a plane stops training here too and is reported as dropped
     (``fit_planes``). ``gap_check_every``: iterations between checks; None = one epoch of the training set.
+    ``augment``: training-batch image augmentation (lossatlas.image_augment.augment_batch: pad_crop, hflip,
+    random_erasing), the released CIFAR-10 loader's (src/trainers/mask_trainer.py); None = none (the paper
+    mentions none). Image inputs only.
     """
 
     iterations: int
@@ -328,13 +331,19 @@ class FitSettings:
     min_train_acc_gap: float | None = None
     gap_warmup_fraction: float = 0.3
     gap_check_every: int | None = None
+    augment: dict | None = None
 
     @classmethod
     def from_config(cls, cfg: dict) -> FitSettings:
+        from lossatlas.image_augment import augment_errors
+
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(cfg) - known
         if unknown:
             raise ValueError(f"studies.loss_patterns.fit: unknown key(s) {sorted(unknown)}")
+        errs = augment_errors(cfg.get("augment"), "studies.loss_patterns.fit.augment")
+        if errs:
+            raise ValueError("; ".join(errs))
         return cls(**cfg)
 
 
@@ -360,7 +369,7 @@ def clip_plane_gradients(planes: list[Plane], max_norm: float) -> None:
 
 
 def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], settings: FitSettings,
-               seed: int) -> list[dict]:
+               seed: int, lrs: list[float] | None = None, input_fill=0.0) -> list[dict]:
     """Minimise eq. 3 over θ = {w_O, w_up, φ_right, s} of each plane with Adam (App. A/B); returns their logs.
 
     Each iteration draws, per plane, ``cells_per_update`` trainable black and white cells of its mask (see
@@ -378,6 +387,12 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
     cells, averaged over the training steps since the last check (each on its own mini-batch). The released
     trainer measures it after each epoch in one pass over the training set, one random cell per batch; the
     steps' own accuracies estimate the same quantity without another pass.
+
+    ``lrs``: one Adam learning rate per plane (a learning-rate grid fitted together; Adam is element-wise, so
+    each plane gets what it would alone); None = ``settings.lr`` for all. ``settings.augment``: each step's
+    shared mini-batch is augmented (lossatlas.image_augment.augment_batch) with draws from its own generator
+    seeded by ``seed``, so the batches' indices and the cells drawn are the same with or without it;
+    ``input_fill``: the standardised value of a black pixel (what padding and erasing write).
     """
     if len(planes) != len(masks) or not planes:
         raise ValueError(f"fit_planes: {len(planes)} planes but {len(masks)} masks")
@@ -391,7 +406,18 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
         layout.append((torch.from_numpy(cell_coordinates(*mask.shape)).to(device),
                        torch.from_numpy(np.flatnonzero(flat & usable)),
                        torch.from_numpy(np.flatnonzero(~flat & usable))))
-    optimizer = torch.optim.Adam([p for plane in planes for p in plane.parameters()], lr=settings.lr)
+    if lrs is not None and len(lrs) != len(planes):
+        raise ValueError(f"fit_planes: {len(lrs)} learning rates for {len(planes)} planes")
+    if settings.augment:
+        from lossatlas.image_augment import augment_batch
+
+        if x_train.ndim != 4:
+            raise ValueError(f"studies.loss_patterns fit.augment: set for inputs of shape {tuple(x_train.shape[1:])}; "
+                             "augmentation applies to image inputs (C, H, W) only")
+        augment_generator = torch.Generator().manual_seed(int(seed) * 7919 + 7918)
+    lrs = [settings.lr] * len(planes) if lrs is None else [float(lr) for lr in lrs]
+    optimizer = torch.optim.Adam([{"params": list(plane.parameters()), "lr": lr}
+                                  for plane, lr in zip(planes, lrs, strict=True)], lr=settings.lr)
     n_train = len(y_train)
     check_every = settings.gap_check_every or math.ceil(n_train / min(settings.batch_size, n_train))
     histories = [{"iteration": [], "objective": [], "ce_black": [], "ce_white": [], "scale": [],
@@ -416,6 +442,8 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
             counts[i] = (len(cells_b), len(cells_w))
         batch = torch.randint(n_train, (min(settings.batch_size, n_train),), generator=data_generator).to(device)
         xb, yb = x_train[batch], y_train[batch]
+        if settings.augment:
+            xb = augment_batch(xb, settings.augment, augment_generator, input_fill)
         optimizer.zero_grad(set_to_none=True)
         ce_all = torch.empty(len(cell), device=device)
         acc_all = torch.empty(len(cell), device=device)
@@ -527,6 +555,27 @@ def split_tensors(data, split: str, device, max_examples: int | None = None, sub
     return xt.float().to(device), torch.from_numpy(y).long().to(device)
 
 
+def black_pixel(data):
+    """What a black pixel (raw value 0) becomes after ``split_tensors``' standardisation, per channel: the value
+    the released CIFAR-10 loader's padding and random erasing write (both before its Normalize). 0.0 for inputs
+    that are not uint8 images (already float: nothing to undo)."""
+    if data.x_train.dtype != np.uint8:
+        return 0.0
+    mean, std = np.asarray(data.attrs["channel_mean"]), np.asarray(data.attrs["channel_std"])
+    return torch.from_numpy(-mean / std).float()
+
+
+def select_by_train_gap(gaps: list[float]) -> int:
+    """Index of the learning rate a search keeps: the largest black − white train accuracy gap (NaN never wins;
+    ties: the first listed). The released CIFAR-10 figures were picked by hand from the runs of the grid
+    (universome/loss-patterns notebooks/cifar10-images.ipynb, ``chosen_images``); this rule is ours."""
+    best = -1
+    for i, gap in enumerate(gaps):
+        if not math.isnan(gap) and (best < 0 or gap > gaps[best]):
+            best = i
+    return max(best, 0)
+
+
 def plane_for(arch: dict, input_shape, num_classes: int, scale_init: float, seed: int, device) -> Plane:
     """A plane over the architecture ``arch`` (a config ``architectures:`` entry), each of its three vectors
     Xavier-initialised layer by layer (App. A; BN scales U[-offset, offset] for App. C's offset BN)."""
@@ -568,8 +617,15 @@ def run_search(spec: dict, dataset_path: str, out_h5: str, out_json: str) -> dic
     evaluate loss and accuracy of every cell on train and test.
 
     ``spec``: search (name), picture, picture_size, grid, dataset, architecture (config entry with name),
-    fit (FitSettings keys), eval_examples (per split; null = all), seed, device. Writes ``out_h5`` (picture,
-    mask, trainable cells, per-split ce/acc maps (grid, grid), training log) and ``out_json`` (the summary).
+    fit (FitSettings keys), eval_examples (per split; null = all), seed, device; optional lr_grid. Writes
+    ``out_h5`` (picture, mask, trainable cells, per-split ce/acc maps (grid, grid), training log) and
+    ``out_json`` (the summary).
+
+    ``lr_grid`` (a list of learning rates; the released CIFAR-10 config's ``hpo.grid.lr``): one plane per rate,
+    all from the same initialisation (the released runs share ``random_seed``) and fitted together on the same
+    batches; each is evaluated on the train split and the one with the largest black − white train accuracy
+    gap is kept (``select_by_train_gap``) and evaluated on test. The summary then adds ``lr`` (kept) and
+    ``lr_grid`` (each rate's train gap), the h5 file ``lr_grid/lr`` and ``lr_grid/train_acc_gap``.
     """
     import h5py
 
@@ -582,21 +638,35 @@ def run_search(spec: dict, dataset_path: str, out_h5: str, out_json: str) -> dic
     mask = downsample_picture(picture, int(spec["grid"]))
     data = load_dataset(dataset_path)
     x_train, y_train = split_tensors(data, "train", device)
-    plane = plane_for(spec["architecture"], data.input_shape, data.num_classes, settings.scale_init,
-                      int(spec["seed"]), device)
-    log.info("search %s: %d cells, n = %d weights, %d trainable numbers", spec["search"], mask.size,
-             plane.n_weights, sum(p.numel() for p in plane.parameters()))
-    history = fit_plane(plane, x_train, y_train, mask, settings, int(spec["seed"]))
+    lr_grid = [float(lr) for lr in spec["lr_grid"]] if spec.get("lr_grid") else None
+    lrs = lr_grid or [settings.lr]
+    planes = [plane_for(spec["architecture"], data.input_shape, data.num_classes, settings.scale_init,
+                        int(spec["seed"]), device) for _ in lrs]
+    plane = planes[0]
+    log.info("search %s: %d cells, n = %d weights, %d trainable numbers, learning rate(s) %s", spec["search"],
+             mask.size, plane.n_weights, sum(p.numel() for p in plane.parameters()), lrs)
+    histories = fit_planes(planes, x_train, y_train, [mask] * len(planes), settings, int(spec["seed"]), lrs=lrs,
+                           input_fill=black_pixel(data) if settings.augment else 0.0)
     coords = torch.from_numpy(cell_coordinates(*mask.shape)).to(device)
-    maps = {}
-    for split in ("train", "test"):
-        x, y = split_tensors(data, split, device, spec.get("eval_examples"))
-        ce, acc = evaluate_plane(plane, coords, x, y, settings.batch_size, settings.eval_points_per_pass)
-        maps[split] = {"ce": ce.reshape(mask.shape), "acc": acc.reshape(mask.shape)}
+    evaluation = {split: split_tensors(data, split, device, spec.get("eval_examples")) for split in ("train", "test")}
+
+    def maps_of(candidate, split):
+        ce, acc = evaluate_plane(candidate, coords, *evaluation[split], settings.batch_size,
+                                 settings.eval_points_per_pass)
+        return {"ce": ce.reshape(mask.shape), "acc": acc.reshape(mask.shape)}
+
+    train_maps = [maps_of(candidate, "train") for candidate in planes]
+    gaps = [search_summary(mask, {"train": m})["train"]["acc_gap"] for m in train_maps]
+    keep = select_by_train_gap(gaps) if lr_grid else 0
+    plane, history = planes[keep], histories[keep]
+    maps = {"train": train_maps[keep], "test": maps_of(plane, "test")}
     summary = {"search": spec["search"], "picture": spec["picture"], "dataset": spec["dataset"],
                "architecture": spec["architecture"]["name"], "grid": int(spec["grid"]),
                "n_weights": plane.n_weights, "trainable_numbers": sum(p.numel() for p in plane.parameters()),
                "final_scale": float(plane.scale.detach()), **search_summary(mask, maps)}
+    if lr_grid:
+        summary["lr"] = lrs[keep]
+        summary["lr_grid"] = [{"lr": lr, "train_acc_gap": gap} for lr, gap in zip(lrs, gaps, strict=True)]
     log.info("search %s: %s", spec["search"], json.dumps(summary))
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["spec"] = json.dumps(spec, sort_keys=True)
@@ -609,6 +679,9 @@ def run_search(spec: dict, dataset_path: str, out_h5: str, out_json: str) -> dic
                 f[f"{split}/{key}"] = value
         for key, values in history.items():
             f[f"log/{key}"] = np.asarray(values)
+        if lr_grid:
+            f["lr_grid/lr"] = np.asarray(lrs)
+            f["lr_grid/train_acc_gap"] = np.asarray(gaps)
     write_json(out_json, summary)
     return summary
 
@@ -668,7 +741,8 @@ def run_bn_experiment(spec: dict, dataset_path: str, out_h5: str) -> None:
     # Plane i of run `seed` starts from the same vectors for every p (seeds differ across runs, not across p).
     planes = [plane_for(spec["architecture"], data.input_shape, data.num_classes, settings.scale_init, seed,
                         device) for _ in fills]
-    histories = fit_planes(planes, x_train, y_train, masks, settings, seed)
+    histories = fit_planes(planes, x_train, y_train, masks, settings, seed,
+                           input_fill=black_pixel(data) if settings.augment else 0.0)
     for p, mask, plane, history in zip(fills, masks, planes, histories, strict=True):
         ce, acc = evaluate_plane(plane, coords, x_test, y_test, settings.batch_size,
                                  settings.eval_points_per_pass)

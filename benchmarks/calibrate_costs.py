@@ -94,7 +94,8 @@ def training_rate(arch: dict, shape: tuple[int, ...], batch: int, steps: int, de
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "paper.yaml"))
-    parser.add_argument("--archs", nargs="*", help="only these architectures (default: all of the config)")
+    parser.add_argument("--archs", nargs="*", help="only these architectures, merged into the rates already there "
+                        "(default: all of the config, replacing them)")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="default: 4 on CPU, 128 on CUDA")
     parser.add_argument("--out", default=str(RATES_PATH))
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     table = yaml.safe_load(out.read_text()) if out.exists() else {}
+    if args.archs and device.type in table:  # measure a few (new) architectures: keep the others' rates
+        rates = {**table[device.type]["training_flops_per_s"], **rates}
     table[device.type] = {
         "device": device_name(device),
         "measured": datetime.date.today().isoformat(),

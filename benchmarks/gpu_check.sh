@@ -39,16 +39,16 @@ if [[ -n $DRY ]]; then
     step "engine benchmark" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --models lp_mlp2_bn \
         --members 2 --rounds 1 --seconds 0.2 --cores 1
     step "optimizer and norms, old vs new" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --compare \
-        --models uni_cnn --members 2 --rounds 1 --cores 1
+        --models tiny_cnn --members 2 --rounds 1 --cores 1
 else
     "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: use --dry'; \
 print(torch.__version__, torch.cuda.get_device_name())" || exit 1
     step "cuda tests" "$PY" -m pytest -q -p no:cacheprovider -n 0 -m cuda tests/test_training_resume.py
     step "bytes twice, kill and resume" "$PY" benchmarks/gpu_check.py --device "$DEVICE"
     step "engine benchmark" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" \
-        --models uni_mlp256 uni_cnn uni_resnet --members 32 --rounds 1 --seconds 3
+        --models uni_mlp256 tiny_cnn tiny_resnet --members 32 --rounds 1 --seconds 3
     step "optimizer and norms, old vs new" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --compare \
-        --models uni_mlp256 uni_cnn uni_resnet --members 32 --rounds 3
+        --models uni_mlp256 tiny_cnn tiny_resnet --members 32 --rounds 3
     if [[ -f benchmarks/calibrate_costs.py ]]; then
         step "cost calibration" "$PY" benchmarks/calibrate_costs.py
     fi

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lossatlas import loss_patterns_specs as lp_specs
 from lossatlas.analysis import loss_patterns as lp_analysis
 from lossatlas.analysis import loss_patterns_mpo as lp
 
@@ -527,15 +528,15 @@ def test_bn_run_spec_layers_fit_overrides_and_protocol_architectures():
                                                           "fit": {"white_ce_clamp": 5.0, "lr": 0.2}}}}}
     archs = {"a": {"model": "mlp"}, "a_bn": {"model": "mlp", "batchnorm": True},
              "a_bn_code": {"model": "mlp", "batchnorm": True, "bn_scale_init": "zero"}}
-    paper = lp_analysis.bn_run_spec(study, archs, "paper", "with_bn", 3, "cpu")
+    paper = lp_specs.bn_run_spec(study, archs, "paper", "with_bn", 3, "cpu")
     assert paper["architecture"] == {"name": "a_bn", "model": "mlp", "batchnorm": True}
     assert paper["fit"] == {"iterations": 40, "lr": 0.1, "white_ce_clamp": 2.5}
     assert not paper["mask_frame"] and paper["delta_cells"] == "all" and paper["seed"] == 3
-    official = lp_analysis.bn_run_spec(study, archs, "official", "with_bn", 3, "cpu")
+    official = lp_specs.bn_run_spec(study, archs, "official", "with_bn", 3, "cpu")
     assert official["architecture"]["name"] == "a_bn_code" and official["mask_frame"]
     assert official["fit"] == {"iterations": 40, "lr": 0.2, "white_ce_clamp": 5.0}
     assert official["delta_cells"] == "trainable" and official["protocol"] == "official"
-    assert lp_analysis.bn_run_spec(study, archs, "official", "without_bn", 0, "cpu")["architecture"]["name"] == "a"
+    assert lp_specs.bn_run_spec(study, archs, "official", "without_bn", 0, "cpu")["architecture"]["name"] == "a"
 
 
 def test_bn_protocols_in_the_config_schema():
@@ -565,8 +566,8 @@ def test_bn_protocols_in_the_config_schema():
 def test_fig04_caption_names_each_protocols_masks_cells_and_gamma():
     import yaml
 
-    from lossatlas.analysis.loss_patterns import bn_protocols_caption
     from lossatlas.config import validate_config
+    from lossatlas.loss_patterns_specs import bn_protocols_caption
 
     from .conftest import REPO
 
@@ -658,11 +659,11 @@ def test_search_spec_layers_the_search_fit_and_keeps_old_specs():
                           "cifar": {"picture": "ring", "grid": 5, "dataset": "d", "architecture": "a", "seed": 1,
                                     "fit": {"batch_size": 256, "augment": _AUGMENT}, "lr_grid": [0.001, 0.0001]}}}
     archs = {"a": {"model": "mlp"}}
-    plain = lp_analysis.search_spec(study, archs, "plain", "cpu")
+    plain = lp_specs.search_spec(study, archs, "plain", "cpu")
     assert plain == {"search": "plain", "picture": "ring", "picture_size": 64, "grid": 5, "dataset": "d",
                      "architecture": {"name": "a", "model": "mlp"}, "fit": study["fit"], "eval_examples": 50,
                      "seed": 0, "device": "cpu"}  # no new keys where the search sets none
-    cifar = lp_analysis.search_spec(study, archs, "cifar", "cpu")
+    cifar = lp_specs.search_spec(study, archs, "cifar", "cpu")
     assert cifar["fit"] == {"iterations": 100, "lr": 0.1, "batch_size": 256, "augment": _AUGMENT}
     assert cifar["lr_grid"] == [0.001, 0.0001]
 
@@ -683,7 +684,7 @@ def test_default_study_has_no_augmentation_and_no_lr_grid():
     assert "augment" not in study["fit"]
     for name, search in study["searches"].items():
         assert "lr_grid" not in search and "fit" not in search
-        assert "augment" not in lp_analysis.search_spec(study, cfg["architectures"], name, "cpu")["fit"]
+        assert "augment" not in lp_specs.search_spec(study, cfg["architectures"], name, "cpu")["fit"]
 
 
 @pytest.mark.parametrize("where", ["search", "study", "bn_protocol"])

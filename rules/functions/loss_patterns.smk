@@ -31,16 +31,16 @@ def lp_check_config():
 
 
 def lp_search_spec(name):
-    """One search's spec (lossatlas.analysis.loss_patterns.search_spec)."""
-    from lossatlas.analysis.loss_patterns import search_spec
+    """One search's spec (lossatlas.loss_patterns_specs.search_spec)."""
+    from lossatlas.loss_patterns_specs import search_spec
 
     return jsonable(search_spec(LP, config["architectures"], name, config["device"]))
 
 
 
 def lp_bn_spec(protocol, variant, seed):
-    """One BN run's spec (lossatlas.analysis.loss_patterns.bn_run_spec)."""
-    from lossatlas.analysis.loss_patterns import bn_run_spec
+    """One BN run's spec (lossatlas.loss_patterns_specs.bn_run_spec)."""
+    from lossatlas.loss_patterns_specs import bn_run_spec
 
     return jsonable(bn_run_spec(LP, config["architectures"], protocol, variant, seed, config["device"]))
 
@@ -48,7 +48,7 @@ def lp_bn_spec(protocol, variant, seed):
 
 def lp_figure_caption(figure, output):
     """The report caption; Fig 4's names the BN experiment's protocols (which masks, cells, clamp and γ)."""
-    from lossatlas.analysis.loss_patterns import bn_protocols_caption
+    from lossatlas.loss_patterns_specs import bn_protocols_caption
 
     caption = figure_caption(output)
     if figure.startswith("fig04"):

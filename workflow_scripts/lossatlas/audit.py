@@ -22,7 +22,6 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from lossatlas.analysis.loss_patterns import bn_run_spec
 from lossatlas.config import Run
 from lossatlas.costs import (
     checkpoint_eval_hours,
@@ -33,6 +32,7 @@ from lossatlas.costs import (
     run_cost,
 )
 from lossatlas.io import atomic_path
+from lossatlas.loss_patterns_specs import bn_run_spec
 
 STATUSES = ("done", "trained", "interrupted", "missing")
 # The GPU jobs beyond train/evaluate: job kind -> (rule, the output whose pattern says where a job's result lands).

@@ -136,7 +136,7 @@ def reference_errors(config: dict) -> list[str]:
             pre = (recipe.get("pretrain") or {}).get("dataset")
             if pre is not None and pre not in datasets:
                 errs.append(f"{where}.pretrain.dataset: undefined dataset '{pre}'")
-    from lossatlas.analysis.loss_patterns import config_errors as loss_patterns_errors
+    from lossatlas.loss_patterns_specs import config_errors as loss_patterns_errors
 
     errs += loss_patterns_errors(config)
     return errs

@@ -13,7 +13,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 def pytest_collection_modifyitems(config, items):
     # Longest first: the SLURM end-to-end test (minutes of scheduler polling, little CPU), then the other slow
-    # end-to-end files, then the rest in file order. With `pytest -n 3 --dist loadfile --no-loadscope-reorder`
+    # end-to-end files, then the rest in file order. With `pytest -n 4 --dist loadfile --no-loadscope-reorder`
     # (README's test command) xdist hands out files in this order (by default it hands out the files with the most
     # tests first, which started the one-test SLURM file last), one file per worker at a time, so a module-scoped
     # finished run is built once.

@@ -422,6 +422,7 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
     check_every = settings.gap_check_every or math.ceil(n_train / min(settings.batch_size, n_train))
     histories = [{"iteration": [], "objective": [], "ce_black": [], "ce_white": [], "scale": [],
                   "gap_iteration": [], "train_acc_gap": [], "dropped_at": -1} for _ in planes]
+    selecting = settings.min_train_acc_gap is not None  # the run selection needs each step's cell accuracies
     gap_sums = np.zeros(len(planes))  # Σ over steps since the last check of (black acc − white acc)
     gap_steps = np.zeros(len(planes))
     active = [True] * len(planes)
@@ -446,7 +447,7 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
             xb = augment_batch(xb, settings.augment, augment_generator, input_fill)
         optimizer.zero_grad(set_to_none=True)
         ce_all = torch.empty(len(cell), device=device)
-        acc_all = torch.empty(len(cell), device=device)
+        acc_all = torch.empty(len(cell), device=device) if selecting else None
         step = settings.cells_per_pass or len(cell)
         for start in range(0, len(cell), step):
             part = range(start, min(start + step, len(cell)))
@@ -465,13 +466,16 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
             terms = mpo_cell_terms(ce, flags, n_b, n_w, settings.white_ce_clamp)
             terms.sum().backward()
             ce_all[start : start + len(part)] = ce.detach()
-            acc_all[start : start + len(part)] = (logits.detach().argmax(-1) == yb).float().mean(dim=1)
+            if selecting:
+                acc_all[start : start + len(part)] = (logits.detach().argmax(-1) == yb).float().mean(dim=1)
         if settings.grad_clip is not None:
             clip_plane_gradients([plane for i, plane in enumerate(planes) if active[i]], settings.grad_clip)
         optimizer.step()
         progress.update(it + 1, loss=lambda ce=ce_all: float(ce.mean()))
-        owner_t, flag_t = torch.tensor(owner, device=device), torch.tensor(black_flag, device=device)
-        if settings.min_train_acc_gap is not None:
+        logging = it % settings.log_every == 0 or it == settings.iterations - 1
+        if selecting or logging:
+            owner_t, flag_t = torch.tensor(owner, device=device), torch.tensor(black_flag, device=device)
+        if selecting:
             for i in counts:
                 acc_b, acc_w = acc_all[(owner_t == i) & flag_t], acc_all[(owner_t == i) & ~flag_t]
                 if len(acc_b) and len(acc_w):
@@ -489,7 +493,7 @@ def fit_planes(planes: list[Plane], x_train, y_train, masks: list[np.ndarray], s
                                  settings.min_train_acc_gap)
             if (it + 1) % check_every == 0:
                 gap_sums[:], gap_steps[:] = 0.0, 0.0
-        if it % settings.log_every == 0 or it == settings.iterations - 1:
+        if logging:
             for i, (history, plane) in enumerate(zip(histories, planes, strict=True)):
                 ce_b, ce_w = ce_all[(owner_t == i) & flag_t], ce_all[(owner_t == i) & ~flag_t]
                 history["iteration"].append(it)

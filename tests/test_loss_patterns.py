@@ -576,10 +576,10 @@ def test_fig04_caption_names_each_protocols_masks_cells_and_gamma():
     caption = bn_protocols_caption(study, archs)
     paper, official = caption.split("``official``")
     assert "fully random" in paper and "all cells" in paper and "App. C" in paper and "clamped at 2.5" in paper
-    assert "framed" in official and "trainable cells" in official and "γ = 0 + 1" in official
+    assert "framed" in official and "trainable cells" in official and "γ = 0, γ + 1" in official
     assert "clamped at 5" in official and "dropped" in official
     study["bn_experiment"]["protocols"]["official"]["with_bn"] = study["bn_experiment"]["with_bn"]
-    assert "γ = 0 + 1" not in bn_protocols_caption(study, archs).split("``official``")[1]
+    assert "γ = 0, γ + 1" not in bn_protocols_caption(study, archs).split("``official``")[1]
 
 
 # ------------------------------------------------------------ the released CIFAR-10 recipe (issue 19)

@@ -22,23 +22,29 @@ def bn_run_spec(study: dict, architectures: dict, protocol: str, variant: str, s
             "eval_examples": study["eval_examples"], "device": device}
 
 
+def bn_gamma_words(architecture: dict) -> str:
+    """How the BN scale γ of ``architecture`` starts and enters the forward pass, in words for figures."""
+    offset = float(architecture.get("bn_scale_offset", 0.0))
+    if not architecture.get("batchnorm"):
+        return "no BN"
+    if offset == 0:
+        return "γ = 1 (ordinary BN)"
+    if architecture.get("bn_scale_init", "uniform") == "zero":
+        return f"γ = 0, γ + {offset:g} in the forward pass (released code)"
+    return f"γ ~ U[−{offset:g}, {offset:g}], γ + {offset:g} in the forward pass (App. C)"
+
+
 def bn_protocols_caption(study: dict, architectures: dict) -> str:
     """One sentence per BN protocol for the report caption of Fig 4: the masks, the cells Δ averages over, the
     white-cell clamp and the BN γ start of the model with BN, as configured (docs/paper_choices.md)."""
     parts = []
     for protocol in study["bn_experiment"]["protocols"]:
         spec = bn_run_spec(study, architectures, protocol, "with_bn", 0, "cpu")
-        arch, size = spec["architecture"], spec["mask_size"]
-        offset = arch.get("bn_scale_offset", 0)
-        if not offset:
-            gamma = "γ = 1 (PyTorch's BN)"
-        elif arch.get("bn_scale_init", "uniform") == "zero":
-            gamma = f"γ = 0 + {offset:g} (the released code)"
-        else:
-            gamma = f"γ ~ U[−{offset:g}, {offset:g}] + {offset:g} (App. C)"
+        size = spec["mask_size"]
         masks = "framed (the released code)" if spec["mask_frame"] else "fully random (§4.2)"
         parts.append(f"``{protocol}``: {size}×{size} masks {masks}, Δ over {spec['delta_cells']} cells, "
-                     f"white-cell CE clamped at {spec['fit']['white_ce_clamp']:g}, BN {gamma}")
+                     f"white-cell CE clamped at {spec['fit']['white_ce_clamp']:g}, "
+                     f"BN {bn_gamma_words(spec['architecture'])}")
         if spec["fit"].get("min_train_acc_gap") is not None:
             parts[-1] += f", runs with a train accuracy gap < {spec['fit']['min_train_acc_gap']:g} dropped"
     return "BN experiment protocols — " + "; ".join(parts) + "."

@@ -18,6 +18,7 @@ import numpy as np
 
 from lossatlas.figure_data import write_figure_data
 from lossatlas.io import atomic_path, write_json
+from lossatlas.loss_patterns_specs import bn_gamma_words
 
 VARIANTS = ("without_bn", "with_bn")
 # What each searches_by_figure.json entry keeps from a search summary (loss_patterns_mpo.run_search).
@@ -97,18 +98,6 @@ def _bn_variant(paths: list[str], fill) -> tuple[dict, np.ndarray]:
            "acc_white_mean": mean(white).tolist(), "acc_white_std": std(white).tolist(),
            "delta_mean": mean(delta).tolist(), "delta_std": std(delta).tolist()}
     return out, fill
-
-
-def bn_gamma_words(architecture: dict) -> str:
-    """How the BN scale γ of ``architecture`` starts and enters the forward pass, in words for figures."""
-    offset = float(architecture.get("bn_scale_offset", 0.0))
-    if not architecture.get("batchnorm"):
-        return "no BN"
-    if offset == 0:
-        return "γ = 1 (ordinary BN)"
-    if architecture.get("bn_scale_init", "uniform") == "zero":
-        return f"γ = 0, γ + {offset:g} in the forward pass (released code)"
-    return f"γ ~ U[−{offset:g}, {offset:g}], γ + {offset:g} in the forward pass (App. C)"
 
 
 def summarize_bn_protocol(without_bn: list[str], with_bn: list[str]) -> dict:

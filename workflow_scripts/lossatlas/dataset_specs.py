@@ -97,6 +97,9 @@ def spec_errors(name: str, spec: dict) -> list[str]:
         low, high = spec.get("padding", [0, 0])
         if low > high:
             errs.append(f"{where}.padding: [low, high] needs low <= high, got {spec['padding']}")
+    if spec.get("source") == "mnist5k" and 28 % int(spec.get("image_size", 28)):
+        errs.append(f"{where}.image_size: {spec['image_size']} does not divide 28 (mnist5k downsamples by "
+                    "averaging whole blocks: 28, 14, 7, 4 or 2)")
     if spec.get("source") == "cifar100" and "superclass" in spec:
         errs.append(f"{where}.superclass: use a derived dataset with derivation: superclass")
     if spec.get("derivation") == "superclass" and not 0 <= int(spec.get("superclass", 0)) < 20:

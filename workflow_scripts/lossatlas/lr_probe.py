@@ -9,8 +9,9 @@ whose loss there, at any checkpoint, climbs back more than ``spike_fraction`` of
 to its initial loss. It sees only the epochs probed: probe for the run's length
 (``studies.universality.lr_probe.epochs``) to see late spikes.
 
-The ``lr_probe`` rule writes the chosen rate as ``{"lr": value}``; ``train_run`` reads it (``lr_path``). The probe
-feeds training, so it is training code: its edits re-probe nothing (lossatlas/fingerprint.py).
+The ``lr_probe`` rule writes the chosen rate as ``{"lr": value}``; ``train_run`` reads it (``lr_path``). The rule's
+fingerprint leaves out the train job's code, so training-code edits re-probe nothing; an edit of this module
+re-probes, and retrains on the rate it picks (lossatlas/fingerprint.py).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 AUGMENT_KEYS = ("pad_crop", "hflip", "random_erasing")
-ERASING_KEYS = ("p", "scale", "ratio")
+# torchvision RandomErasing's defaults, for keys a config leaves out
+ERASING_DEFAULTS = {"p": 0.5, "scale": (0.02, 0.33), "ratio": (0.3, 3.3)}
 ERASING_ATTEMPTS = 10  # torchvision's RandomErasing tries 10 rectangles before giving up on an image
 
 
@@ -124,9 +125,9 @@ def augment_errors(cfg: Any, where: str) -> list[str]:
         errs.append(f"{where}.hflip: a probability in [0, 1]")
     erase = cfg.get("random_erasing")
     if erase is not None:
-        errs += [f"{where}.random_erasing: unknown key '{k}'" for k in erase if k not in ERASING_KEYS]
+        errs += [f"{where}.random_erasing: unknown key '{k}'" for k in erase if k not in ERASING_DEFAULTS]
         for key in ("scale", "ratio"):
-            lo, hi = erase.get(key, (0.02, 0.33) if key == "scale" else (0.3, 3.3))
+            lo, hi = erase.get(key, ERASING_DEFAULTS[key])
             if not 0 < lo <= hi:
                 errs.append(f"{where}.random_erasing.{key}: needs 0 < low ≤ high, got [{lo}, {hi}]")
     return errs
@@ -146,6 +147,6 @@ def augment_batch(x: torch.Tensor, cfg: dict | None, generator: torch.Generator,
     x = hflip(x, float(cfg.get("hflip", 0) or 0), generator)
     erase = cfg.get("random_erasing")
     if erase:
-        x = random_erasing(x, float(erase.get("p", 0.5)), tuple(erase.get("scale", (0.02, 0.33))),
-                           tuple(erase.get("ratio", (0.3, 3.3))), generator, fill)
+        erase = {**ERASING_DEFAULTS, **erase}
+        x = random_erasing(x, float(erase["p"]), tuple(erase["scale"]), tuple(erase["ratio"]), generator, fill)
     return x

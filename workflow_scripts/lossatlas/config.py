@@ -19,6 +19,7 @@ from typing import Any
 
 from lossatlas.byo_checks import startup_errors
 from lossatlas.io import read_yaml
+from lossatlas.loss_patterns_specs import config_errors as loss_patterns_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
@@ -136,8 +137,6 @@ def reference_errors(config: dict) -> list[str]:
             pre = (recipe.get("pretrain") or {}).get("dataset")
             if pre is not None and pre not in datasets:
                 errs.append(f"{where}.pretrain.dataset: undefined dataset '{pre}'")
-    from lossatlas.loss_patterns_specs import config_errors as loss_patterns_errors
-
     errs += loss_patterns_errors(config)
     return errs
 

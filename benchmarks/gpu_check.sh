@@ -37,7 +37,7 @@ if [[ -n $DRY ]]; then
         tests/test_training_resume.py
     step "bytes twice, kill and resume" "$PY" benchmarks/gpu_check.py --device "$DEVICE" --dry
     step "engine benchmark" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --models lp_mlp2_bn \
-        --members 2 --rounds 1 --seconds 0.2 --cores 1
+        --members 2 --rounds 1 --seconds 0.2 --cores 2
     step "optimizer and norms, old vs new" "$PY" benchmarks/ensemble_training.py --device "$DEVICE" --compare \
         --models tiny_cnn --members 2 --rounds 1 --cores 1
 else

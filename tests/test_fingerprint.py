@@ -56,6 +56,7 @@ def package(tmp_path, monkeypatch) -> Path:
         path.write_text(textwrap.dedent(text).lstrip("\n"))
     monkeypatch.setattr(fp, "LIBRARY", (root / "lossatlas").resolve())
     monkeypatch.setattr(fp, "ENTRY_SCRIPTS", root.resolve())
+    monkeypatch.setattr(fp, "CACHE_DIR", tmp_path / "cache")
     return root.resolve()
 
 
@@ -134,3 +135,18 @@ def test_real_entry_scripts_reach_the_code_they_run():
     # figure code reads analysis outputs only: an analysis edit reruns figures through the analysis job's outputs
     assert {f"{lib}figures/universality.py", f"{lib}figures/common.py"} <= figure
     assert f"{lib}analysis/universality.py" not in figure and f"{lib}training.py" not in figure
+
+
+def test_the_disk_cache_gives_what_a_fresh_parse_gives(package):
+    fresh = fp.code_fingerprint("job.py"), closure(package, "job.py")
+    cached = sorted(fp.CACHE_DIR.glob("*.json"))
+    assert len(cached) == 8  # one per file of the closure
+    fp._parsed.cache_clear()  # as in a new process: read from disk
+    assert (fp.code_fingerprint("job.py"), closure(package, "job.py")) == fresh
+    for path in cached:  # a damaged entry is parsed again, not trusted
+        path.write_text("{")
+    fp._parsed.cache_clear()
+    assert (fp.code_fingerprint("job.py"), closure(package, "job.py")) == fresh
+    fp._parsed.cache_clear()
+    edit(package / "lossatlas/sub/d.py", "return 1", "return 2")  # new text, new key
+    assert fp.code_fingerprint("job.py") != fresh[0]

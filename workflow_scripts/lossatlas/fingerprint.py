@@ -17,19 +17,28 @@ retrains on the rate it picks.
 
 Data files that a job reads as its definition (the claims registry) get ``file_fingerprint`` beside the code.
 
-Stdlib only: the Snakefile calls this at parse time, which happens again inside every cluster job.
+Stdlib only: the Snakefile calls this at parse time, which happens again inside every cluster job. So each
+file's parse result is also kept on disk, keyed by a hash of its text (``CACHE_DIR``): a cluster job or a dry
+run re-parses only files whose text it has not seen.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import os
+import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 
 PACKAGE = "lossatlas"
 LIBRARY = Path(__file__).resolve().parent
 ENTRY_SCRIPTS = LIBRARY.parent
+# Content-addressed, so one cache serves every checkout; LOSSATLAS_CODE_CACHE overrides where it lives.
+CACHE_DIR = Path(os.environ.get("LOSSATLAS_CODE_CACHE")
+                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossatlas" / "code")
 
 
 def module_file(name: str) -> Path | None:
@@ -59,23 +68,44 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-# Each file is parsed once per text, for its imports and its code hash together; the cache key includes the text, so
-# a file edited in a long-lived process (a test) is parsed again.
+# Each file is parsed once per text, for its imports and its code hash together; the key includes the text, so a
+# file edited in a long-lived process (a test) is parsed again.
 
 
 @cache
 def _parsed(path: Path, text: str) -> tuple[frozenset[str], str]:
     """(package modules named by imports or strings in the file, hash of its code without docstrings)."""
+    package = _package_of(path)
+    # The tree's dump differs between Python versions, and relative imports resolve against the package.
+    key = hashlib.sha256(f"{sys.version_info[:2]}\0{package}\0{text}".encode()).hexdigest()
+    cached = CACHE_DIR / f"{key}.json"
+    try:
+        entry = json.loads(cached.read_text())
+        return frozenset(entry["imports"]), entry["hash"]
+    except (OSError, ValueError, KeyError):
+        pass
+    imported, digest = _parse(path, text, package)
+    try:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=CACHE_DIR, suffix=".tmp", delete=False) as tmp:
+            json.dump({"imports": sorted(imported), "hash": digest}, tmp)
+        os.replace(tmp.name, cached)  # atomic: concurrent cluster jobs never read half a file
+    except OSError:
+        pass  # a read-only home only costs the parse
+    return imported, digest
+
+
+def _parse(path: Path, text: str, package: str) -> tuple[frozenset[str], str]:
     tree = ast.parse(text, filename=str(path))
     names: set[str] = set()
     with_docstrings = []
-    for node in ast.walk(tree):  # one walk: it is most of the cost of a Snakefile parse
+    for node in ast.walk(tree):  # one walk
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                package = _package_of(path).split(".")
-                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
             names.add(base)

@@ -199,6 +199,19 @@ def test_paper_scale_findings_are_judged_only_at_paper_scale(fixture_root):
     assert small.outcome == "paper scale only" and "0.36" in small.reason and "0.48" in small.reason
     full = outcomes(fixture_root, entries, scale="paper (configs/consistency.yaml)")["svm"]
     assert full.outcome == "does not hold"
+    assert outcomes(fixture_root, entries, scale="medium")["svm"].outcome == "paper scale only"
+
+
+def test_medium_scale_findings_are_judged_at_medium_and_paper_scale(fixture_root):
+    entries = [{"id": "knn", "scale": "medium", "paper_value": "0.48",
+                "check": {"kind": "value", "value": {"file": ACC, "column": "accuracy", "where": {"model": "knn"}},
+                          "expect": {"op": ">", "than": 0.4}}}]
+    small = outcomes(fixture_root, entries)["knn"]
+    assert small.outcome == "medium scale only" and "0.36" in small.reason and "more training" in small.reason
+    for scale in ("medium (configs/medium.yaml)", "paper"):
+        assert outcomes(fixture_root, entries, scale=scale)["knn"].outcome == "does not hold"
+    assert headline([small], "default") == ("findings judged at default scale: 0 of 0 hold (1 medium scale only, "
+                                            "0 paper scale only, 0 reported); settings: 0 of 0 match the papers.")
 
 
 def test_why_is_filled_from_the_run_only_when_a_finding_fails(fixture_root):

@@ -59,7 +59,7 @@ def test_registry_loads_with_unique_ids_and_every_field(registry):
         assert entry["kind"] in {"setting", "finding"}, entry["id"]
         # A setting is checked against the paper-scale config; a finding says whose scale its number belongs to.
         assert (entry["kind"] == "setting") == ("scale" not in entry), entry["id"]
-        assert entry.get("scale", "any") in {"paper", "any"}, entry["id"]
+        assert entry.get("scale", "any") in {"paper", "medium", "any"}, entry["id"]
         if entry["check"]["kind"] == "config":
             assert entry["kind"] == "setting", entry["id"]
 

@@ -26,7 +26,9 @@ presupposes the phase).
 Every entry also says what it is (FIGURES.md, "Conventions"): ``kind: setting`` (the paper's configuration,
 checked against our paper-scale config; never counted as a reproduction) or ``kind: finding`` (a measured
 result) with ``scale: paper`` (its number belongs to the paper's dataset or model; below paper scale it is
-``paper scale only`` with our value printed beside the paper's) or ``scale: any``. An optional ``why`` is the
+``paper scale only`` with our value printed beside the paper's), ``scale: medium`` (the phenomenon needs more
+training than the default study's minutes, e.g. longer runs or larger ensembles; judged at medium and paper scale,
+``medium scale only`` in the default study) or ``scale: any``. An optional ``why`` is the
 one-line explanation shown when a finding does not hold; ``{ours}`` and ``{reason}`` in it are filled from the
 run, so it stays true when the numbers move.
 
@@ -40,8 +42,8 @@ add ``reduce: mean|min|max|count|first|last``. Result files are relative to the 
 (``results/analysis/...``); config files to the repository.
 
 A claim whose inputs do not exist for the current config is ``not run`` with the missing file named; none is
-dropped. The outcome of each claim is ``holds``, ``does not hold``, ``paper scale only``, ``reported`` (a value
-without a judgement) or ``not run``.
+dropped. The outcome of each claim is ``holds``, ``does not hold``, ``paper scale only``, ``medium scale only``,
+``reported`` (a value without a judgement) or ``not run``.
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ PAPER_CONFIGS = {
 
 CSV_COLUMNS = ["id", "paper", "where", "claim", "paper_value", "ours", "scale", "kind", "claim_scale", "outcome",
                "reason", "why"]
-OUTCOMES = ("holds", "does not hold", "paper scale only", "reported", "not run")
+OUTCOMES = ("holds", "does not hold", "paper scale only", "medium scale only", "reported", "not run")
+# A finding of claim scale S is judged in a run of scale R when RANK[R] >= RANK[S].
+SCALE_RANK = {"any": 0, "default": 0, "medium": 1, "paper": 2}
 # Zero eigenvalues sit below the widest gap of log10|λ| when that gap spans at least this many decades: round-off
 # zeros of a float64 Hessian (~1e-16) lie many decades under the smallest curvature a small net has, while a
 # fixed threshold relative to the largest eigenvalue both swallows small real curvatures and keeps 1e-10 values.
@@ -337,9 +341,8 @@ def _judge(check: dict, root: Path, repo: Path, paper: str) -> tuple[str, str, s
 
 def evaluate_claim(entry: dict, root: Path, repo: Path, scale: str = "default") -> ClaimResult:
     """One claim's result. ``scale`` is the run's (the config's ``scale`` key, ``default``, ``medium`` or
-    ``paper``, then the config file named on the command line): below paper scale a
-    finding whose number belongs to the paper's dataset or model is ``paper scale only``, our value beside the
-    paper's."""
+    ``paper``, then the config file named on the command line): below its own scale a finding is
+    ``paper scale only`` or ``medium scale only``, our value beside the paper's."""
     kind, claim_scale = entry["kind"], entry.get("scale", "any") if entry["kind"] == "finding" else "paper"
     base = dict(id=entry["id"], paper=entry["paper"], where=entry["where"], claim=entry["claim"],
                 paper_value=str(entry["paper_value"]), figures=list(entry.get("figures", [])), kind=kind,
@@ -355,11 +358,13 @@ def evaluate_claim(entry: dict, root: Path, repo: Path, scale: str = "default") 
         return ClaimResult(**base, ours="—", outcome="not run", reason=str(missing))
     except ValueError as bad:
         raise ValueError(f"claim {entry['id']}: {bad}") from bad
-    if kind == "finding" and claim_scale == "paper" and not scale.startswith("paper") \
+    if kind == "finding" and SCALE_RANK[scale.split(" ")[0]] < SCALE_RANK[claim_scale] \
             and outcome in ("holds", "does not hold"):
-        reason = f"ours {ours} beside the paper's {entry['paper_value']}: a number of the paper's dataset or " \
-                 f"model, judged only at paper scale (here: {reason})"
-        outcome = "paper scale only"
+        what = "a number of the paper's dataset or model" if claim_scale == "paper" else \
+            "a phenomenon that needs more training than this study's"
+        reason = f"ours {ours} beside the paper's {entry['paper_value']}: {what}, judged only at {claim_scale} " \
+                 f"scale (here: {reason})"
+        outcome = f"{claim_scale} scale only"
     why = entry.get("why", "").format(ours=ours, reason=reason) if outcome == "does not hold" else ""
     return ClaimResult(**base, ours=ours, outcome=outcome, reason=reason, why=why)
 
@@ -384,8 +389,9 @@ def headline(rows: list[ClaimResult], scale: str) -> str:
     aside = [f"{s[k]} {k}" for k in ("reported", "not run") if s[k]]
     if aside:
         settings += f" ({', '.join(aside)})"
+    medium = f"{f['medium scale only']} medium scale only, " if f["medium scale only"] else ""
     return (f"findings judged at {scale.split(' ')[0]} scale: {f['holds']} of {judged} hold "
-            f"({f['paper scale only']} paper scale only, {f['reported']} reported{extra}); {settings}.")
+            f"({medium}{f['paper scale only']} paper scale only, {f['reported']} reported{extra}); {settings}.")
 
 
 def _sections(rows: list[ClaimResult]) -> list[tuple[str, list[ClaimResult]]]:

@@ -30,6 +30,8 @@ GALLERY = {
     "loss_patterns": "results/figures/loss_patterns/fig01a_test_loss_surface.png",
     "embedding": "results/figures/embedding/fig03a_hessian_spectrum_1d.png",
 }
+# The default run's copies in docs/gallery/, a medium run's in docs/gallery/medium/ (README has a block for each).
+GALLERY_DIR = "docs/gallery" if SCALE.startswith("default") else f"docs/gallery/{SCALE.split(' ')[0]}"
 
 localrules:
     readme_gallery,
@@ -41,7 +43,7 @@ rule readme_gallery:
         figures=list(GALLERY.values()),
         claims=rules.claims.output.csv,
     output:
-        [f"docs/gallery/{paper}.png" for paper in GALLERY],
+        [f"{GALLERY_DIR}/{paper}.png" for paper in GALLERY],
     params:
         captions=[f"{PAPER_TITLES[p]}: {Path(f).stem}" for p, f in GALLERY.items()],
         readme=str(Path(workflow.basedir) / "README.md"),

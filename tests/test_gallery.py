@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from lossatlas.claims import CSV_COLUMNS
-from lossatlas.gallery import END, START, make_gallery
+from lossatlas.gallery import END, START, make_gallery, markers
 
 
 def test_gallery_block_is_replaced_and_images_shrunk(tmp_path):
@@ -35,6 +35,23 @@ def test_gallery_block_is_replaced_and_images_shrunk(tmp_path):
     assert f"![Paper P, Fig 1]({out})" in text
     with Image.open(out) as im:
         assert im.width == 560 and im.height == 280
+
+
+def test_a_medium_run_fills_its_own_block(tmp_path):
+    claims = tmp_path / "claims.csv"
+    with open(claims, "w", newline="") as fh:
+        w = csv.DictWriter(fh, CSV_COLUMNS)
+        w.writeheader()
+        w.writerow(dict(id="a", paper="p", where="w", claim="c", paper_value="1", ours="1", kind="finding",
+                        scale="medium (configs/medium.yaml)", claim_scale="medium", outcome="holds", reason="r",
+                        why=""))
+    start, end = markers("medium (configs/medium.yaml)")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\ndefault\n{END}\n{start}\nstale text\n{end}\n")
+    make_gallery([], [], [], str(claims), str(readme))
+    text = readme.read_text()
+    assert f"{START}\ndefault\n{END}" in text and "stale text" not in text
+    assert "findings judged at medium scale: 1 of 1 hold" in text.split(start)[1]
 
 
 def test_readme_without_markers_is_refused(tmp_path):

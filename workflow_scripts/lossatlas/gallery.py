@@ -1,7 +1,8 @@
 """The README's gallery and claims headline, regenerated from a run (rule ``readme_gallery``, `snakemake readme`).
 
-Writes small copies of a few figures to docs/gallery/ and replaces the README block between the
-``<!-- gallery -->`` markers with those images and the claims table's headline, so the README shows what the
+Writes small copies of a few figures to docs/gallery/ (docs/gallery/medium/ for a medium run) and replaces the
+README block of the run's scale, between the ``<!-- gallery -->`` markers (``<!-- gallery medium -->`` for a
+medium run: ``markers``), with those images and the claims table's headline, so the README shows what the
 pipeline computed and is never edited by hand.
 """
 
@@ -16,6 +17,12 @@ from lossatlas.claims import ClaimResult, headline
 from lossatlas.io import atomic_path
 
 START, END = "<!-- gallery -->", "<!-- /gallery -->"
+
+
+def markers(scale: str) -> tuple[str, str]:
+    """The README block of a run at ``scale`` (the claims table's scale column: ``medium (configs/...)``)."""
+    base = scale.split(" ")[0]
+    return (START, END) if base == "default" else (f"<!-- gallery {base} -->", f"<!-- /gallery {base} -->")
 
 
 def shrink(src: str, dst: str, width: int = 560) -> None:
@@ -39,16 +46,17 @@ def claims_rows(claims_csv: str) -> tuple[list[ClaimResult], str]:
 
 def update_readme(readme: str, images: list[str], captions: list[str], claims_csv: str) -> None:
     rows, scale = claims_rows(claims_csv)
-    block = [START, "", f"**Claims:** {headline(rows, scale)} Full table: `results/claims.md` after a run.", ""]
+    start, end = markers(scale)
+    block = [start, "", f"**Claims:** {headline(rows, scale)} Full table: `results/claims.md` after a run.", ""]
     for path, caption in zip(images, captions, strict=True):
         block.append(f"![{caption}]({path})")
         block.append("")
-    block.append(END)
+    block.append(end)
     text = Path(readme).read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} block to fill")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
     with atomic_path(readme) as tmp:
         tmp.write_text(head + "\n".join(block) + tail)
 

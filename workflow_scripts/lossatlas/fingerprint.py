@@ -37,8 +37,10 @@ PACKAGE = "lossatlas"
 LIBRARY = Path(__file__).resolve().parent
 ENTRY_SCRIPTS = LIBRARY.parent
 # Content-addressed, so one cache serves every checkout; LOSSATLAS_CODE_CACHE overrides where it lives.
+_HOME = os.path.expanduser("~")  # stays "~" where no home can be found: then the temporary folder
 CACHE_DIR = Path(os.environ.get("LOSSATLAS_CODE_CACHE")
-                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossatlas" / "code")
+                 or Path(os.environ.get("XDG_CACHE_HOME")
+                         or Path(tempfile.gettempdir() if _HOME == "~" else _HOME) / ".cache") / "lossatlas" / "code")
 
 
 def module_file(name: str) -> Path | None:

@@ -66,7 +66,7 @@ def job_seconds(log_text: str) -> dict[str, float]:
 
 
 def run(workdir: Path, cores: int) -> tuple[float, Path]:
-    cmd = [str(REPO / ".venv" / "bin" / "snakemake"), "--cores", str(cores), "all_figures",
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", str(cores), "all_figures",
            "--configfile", str(REPO / "configs" / "medium.yaml"), "--directory", str(workdir)]
     start = time.monotonic()
     subprocess.run(cmd, cwd=REPO, check=True)

@@ -100,7 +100,7 @@ def figure_caption(paths):
     files = ", ".join(f"``{Path(p).name}``" for p in paths)
     text = (
         f"**{PAPER_TITLES[paper]}** — {number.replace('fig', 'Figure ').replace('table', 'Table ')} "
-        f"({files}). Config: ``{CONFIG_NAME}`` ({SCALE.split(' ')[0]} scale). "
+        f"({files}). Config: ``{CONFIG_NAME}`` ({config['scale']} scale). "
     )
     text += ("Claims it bears on: " + ", ".join(f"``{c}``" for c in claims) + " (see the claims table).") if claims \
         else "No quantitative claim of the paper rests on this figure alone."

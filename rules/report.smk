@@ -31,7 +31,7 @@ GALLERY = {
     "embedding": "results/figures/embedding/fig03a_hessian_spectrum_1d.png",
 }
 # The default run's copies in docs/gallery/, a medium run's in docs/gallery/medium/ (README has a block for each).
-GALLERY_DIR = "docs/gallery" if SCALE.startswith("default") else f"docs/gallery/{SCALE.split(' ')[0]}"
+GALLERY_DIR = "docs/gallery" if config["scale"] == "default" else f"docs/gallery/{config['scale']}"
 
 localrules:
     readme_gallery,

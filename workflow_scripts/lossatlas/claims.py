@@ -74,6 +74,11 @@ CSV_COLUMNS = ["id", "paper", "where", "claim", "paper_value", "ours", "scale", 
 OUTCOMES = ("holds", "does not hold", "paper scale only", "medium scale only", "reported", "not run")
 # A finding of claim scale S is judged in a run of scale R when RANK[R] >= RANK[S].
 SCALE_RANK = {"any": 0, "default": 0, "medium": 1, "paper": 2}
+
+
+def scale_name(scale: str) -> str:
+    """``default``, ``medium`` or ``paper`` from a run's scale as the claims job gets it (``medium (<config>)``)."""
+    return scale.split(" ")[0]
 # Zero eigenvalues sit below the widest gap of log10|λ| when that gap spans at least this many decades: round-off
 # zeros of a float64 Hessian (~1e-16) lie many decades under the smallest curvature a small net has, while a
 # fixed threshold relative to the largest eigenvalue both swallows small real curvatures and keeps 1e-10 values.
@@ -358,7 +363,7 @@ def evaluate_claim(entry: dict, root: Path, repo: Path, scale: str = "default") 
         return ClaimResult(**base, ours="—", outcome="not run", reason=str(missing))
     except ValueError as bad:
         raise ValueError(f"claim {entry['id']}: {bad}") from bad
-    if kind == "finding" and SCALE_RANK[scale.split(" ")[0]] < SCALE_RANK[claim_scale] \
+    if kind == "finding" and SCALE_RANK[scale_name(scale)] < SCALE_RANK[claim_scale] \
             and outcome in ("holds", "does not hold"):
         what = "a number of the paper's dataset or model" if claim_scale == "paper" else \
             "a phenomenon that needs more training than this study's"
@@ -390,7 +395,7 @@ def headline(rows: list[ClaimResult], scale: str) -> str:
     if aside:
         settings += f" ({', '.join(aside)})"
     medium = f"{f['medium scale only']} medium scale only, " if f["medium scale only"] else ""
-    return (f"findings judged at {scale.split(' ')[0]} scale: {f['holds']} of {judged} hold "
+    return (f"findings judged at {scale_name(scale)} scale: {f['holds']} of {judged} hold "
             f"({medium}{f['paper scale only']} paper scale only, {f['reported']} reported{extra}); {settings}.")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lossatlas.claims import ClaimResult, headline
+from lossatlas.claims import ClaimResult, headline, scale_name
 from lossatlas.io import atomic_path
 
 START, END = "<!-- gallery -->", "<!-- /gallery -->"
@@ -21,7 +21,7 @@ START, END = "<!-- gallery -->", "<!-- /gallery -->"
 
 def markers(scale: str) -> tuple[str, str]:
     """The README block of a run at ``scale`` (the claims table's scale column: ``medium (configs/...)``)."""
-    base = scale.split(" ")[0]
+    base = scale_name(scale)
     return (START, END) if base == "default" else (f"<!-- gallery {base} -->", f"<!-- /gallery {base} -->")
 
 
